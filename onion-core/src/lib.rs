@@ -1,0 +1,16 @@
+//! The sans-IO onion routing core shared by the browser OP, the native OP and the OR.
+//!
+//! No sockets, no clocks, no OS randomness: callers pass bytes, times and a
+//! [`rand_core::CryptoRng`] in, and get bytes and events out.
+//!
+//! - [`crypto`]: key material, KDFs, per-hop relay cell crypto.
+//! - [`handshake`]: circuit handshakes, client and server side: TAP, CREATE_FAST, the seed's
+//!   CREATE_FAST_WS, ntor and ntor-v3.
+//! - [`certs`]: Tor's Ed25519 certificates, RSA identity certificates and cross-certificates,
+//!   and the link handshake checks built on them.
+//! - [`flow`]: circuit and stream windows and authenticated SENDME (v1).
+
+pub mod certs;
+pub mod crypto;
+pub mod flow;
+pub mod handshake;

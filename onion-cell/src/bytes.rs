@@ -88,7 +88,10 @@ impl<'a> Reader<'a> {
 
     /// Take exactly `n` bytes.
     pub fn take(&mut self, n: usize) -> DecodeResult<&'a [u8]> {
-        let end = self.off.checked_add(n).ok_or(DecodeError::Truncated { needed: n })?;
+        let end = self
+            .off
+            .checked_add(n)
+            .ok_or(DecodeError::Truncated { needed: n })?;
         match self.buf.get(self.off..end) {
             Some(s) => {
                 self.off = end;
@@ -280,7 +283,10 @@ mod test {
         assert_eq!(r.remaining(), 3);
         assert_eq!(r.take_u8(), Ok(3));
         assert_eq!(r.should_be_exhausted(), Err(DecodeError::ExtraBytes(2)));
-        assert_eq!(r.take(usize::MAX), Err(DecodeError::Truncated { needed: usize::MAX }));
+        assert_eq!(
+            r.take(usize::MAX),
+            Err(DecodeError::Truncated { needed: usize::MAX })
+        );
         assert_eq!(r.take_rest(), &[4, 5]);
         assert_eq!(r.should_be_exhausted(), Ok(()));
     }

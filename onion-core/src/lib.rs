@@ -14,3 +14,6 @@ pub mod certs;
 pub mod crypto;
 pub mod flow;
 pub mod handshake;
+
+#[cfg(test)]
+mod testing;

@@ -35,7 +35,12 @@ pub fn kdf_tor(k0: &[u8], n: usize) -> Result<Vec<u8>, KdfTooLong> {
 
 /// KDF-RFC5869: HKDF-SHA256 extract with `salt` over `secret`, then expand with `info` to `n`
 /// bytes (at most 255 * 32).
-pub fn kdf_rfc5869(secret: &[u8], salt: &[u8], info: &[u8], n: usize) -> Result<Vec<u8>, KdfTooLong> {
+pub fn kdf_rfc5869(
+    secret: &[u8],
+    salt: &[u8],
+    info: &[u8],
+    n: usize,
+) -> Result<Vec<u8>, KdfTooLong> {
     let hk = Hkdf::<Sha256>::new(Some(salt), secret);
     let mut out = vec![0u8; n];
     hk.expand(info, &mut out).map_err(|_| KdfTooLong(n))?;
@@ -59,7 +64,9 @@ mod test {
         let okm = kdf_rfc5869(&ikm, &salt, &info, 42);
         assert_eq!(
             okm,
-            Ok(h("3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865"))
+            Ok(h(
+                "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865"
+            ))
         );
     }
 
@@ -72,13 +79,18 @@ mod test {
         let okm = kdf_rfc5869(&ikm, &salt, &info, 82);
         assert_eq!(
             okm,
-            Ok(h("b11e398dc80327a1c8e7f78c596a49344f012eda2d4efad8a050cc4c19afa97c59045a99cac7827271cb41c65e590e09da3275600c2f09b8367793a9aca3db71cc30c58179ec3e87c14c01d5c1f3434f1d87"))
+            Ok(h(
+                "b11e398dc80327a1c8e7f78c596a49344f012eda2d4efad8a050cc4c19afa97c59045a99cac7827271cb41c65e590e09da3275600c2f09b8367793a9aca3db71cc30c58179ec3e87c14c01d5c1f3434f1d87"
+            ))
         );
     }
 
     #[test]
     fn rfc5869_too_long() {
-        assert_eq!(kdf_rfc5869(b"k", b"s", b"i", 255 * 32 + 1), Err(KdfTooLong(255 * 32 + 1)));
+        assert_eq!(
+            kdf_rfc5869(b"k", b"s", b"i", 255 * 32 + 1),
+            Err(KdfTooLong(255 * 32 + 1))
+        );
     }
 
     /// KDF-TOR known answers from C tor's test suite (src/test/test_crypto.c,
@@ -87,15 +99,24 @@ mod test {
     fn kdf_tor_vectors() {
         assert_eq!(
             kdf_tor(b"", 100),
-            Ok(h("5ba93c9db0cff93f52b521d7420e43f6eda2784fbf8b4530d8d246dd74ac53a13471bba17941dff7c4ea21bb365bbeeaf5f2c654883e56d11e43c44e9842926af7ca0a8cca12604f945414f07b01e13da42c6cf1de3abfdea9b95f34687cbbe92b9a7383"))
+            Ok(h(
+                "5ba93c9db0cff93f52b521d7420e43f6eda2784fbf8b4530d8d246dd74ac53a13471bba17941dff7c4ea21bb365bbeeaf5f2c654883e56d11e43c44e9842926af7ca0a8cca12604f945414f07b01e13da42c6cf1de3abfdea9b95f34687cbbe92b9a7383"
+            ))
         );
         assert_eq!(
             kdf_tor(b"Tor", 100),
-            Ok(h("776c6214fc647aaa5f683c737ee66ec44f03d0372e1cce69227950f236ddf1e329a7ce7c227903303f525a8c6662426e8034870642a6dabbd41b5d97ec9bf2312ea729992f48f8ea2d0ba83f45dfda1a80bdc8b80de01b23e3e0ffae099b3e4ccf28dc28"))
+            Ok(h(
+                "776c6214fc647aaa5f683c737ee66ec44f03d0372e1cce69227950f236ddf1e329a7ce7c227903303f525a8c6662426e8034870642a6dabbd41b5d97ec9bf2312ea729992f48f8ea2d0ba83f45dfda1a80bdc8b80de01b23e3e0ffae099b3e4ccf28dc28"
+            ))
         );
         assert_eq!(
-            kdf_tor(b"AN ALARMING ITEM TO FIND ON A MONTHLY AUTO-DEBIT NOTICE", 100),
-            Ok(h("a340b5d126086c3ab29c2af4179196dbf95e1c72431419d3314844bf8f6afb6098db952b95581fb6c33625709d6f4400b8e7ace18a70579fad83c0982ef73f89395bcc39493ad53a685854daf2ba9b78733b805d9a6824c907ee1dba5ac27a1e466d4d10"))
+            kdf_tor(
+                b"AN ALARMING ITEM TO FIND ON A MONTHLY AUTO-DEBIT NOTICE",
+                100
+            ),
+            Ok(h(
+                "a340b5d126086c3ab29c2af4179196dbf95e1c72431419d3314844bf8f6afb6098db952b95581fb6c33625709d6f4400b8e7ace18a70579fad83c0982ef73f89395bcc39493ad53a685854daf2ba9b78733b805d9a6824c907ee1dba5ac27a1e466d4d10"
+            ))
         );
     }
 

@@ -205,7 +205,7 @@ pub(crate) fn tor_msg() -> impl Strategy<Value = RelayMsg> {
             }),
         vec(any::<u8>(), 148).prop_map(|h| Extended::new(h.try_into().unwrap()).into()),
         Just(Truncate.into()),
-        any::<u8>().prop_map(|r| Truncated::new(msg::DestroyReason(r)).into()),
+        any::<u8>().prop_map(|r| Truncated::new(msg::DestroyReason::new(r)).into()),
         bytes(MAX_DATA_LEN).prop_map(|b| DropMsg::new(b).unwrap().into()),
         prop_oneof![
             hostname(),

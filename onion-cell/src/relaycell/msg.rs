@@ -752,61 +752,9 @@ impl Writeable for Truncate {
     }
 }
 
-/// Why a circuit was closed: the reason byte of DESTROY cells and RELAY_TRUNCATED messages
-/// (tor-spec §5.4). Open: unknown values are kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DestroyReason(pub u8);
+/// TRUNCATED reuses the DESTROY reason codes (tor-spec §5.4).
+pub use crate::chancell::DestroyReason;
 
-impl DestroyReason {
-    /// No reason given (what an OP sends in its own DESTROY cells).
-    pub const NONE: Self = Self(0);
-    /// Tor protocol violation.
-    pub const PROTOCOL: Self = Self(1);
-    /// Internal error.
-    pub const INTERNAL: Self = Self(2);
-    /// A client sent a TRUNCATE command.
-    pub const REQUESTED: Self = Self(3);
-    /// Not currently operating; trying to save bandwidth.
-    pub const HIBERNATING: Self = Self(4);
-    /// Out of memory, sockets, or circuit IDs.
-    pub const RESOURCELIMIT: Self = Self(5);
-    /// Unable to reach relay.
-    pub const CONNECTFAILED: Self = Self(6);
-    /// Connected to relay, but its OR identity was not as expected.
-    pub const OR_IDENTITY: Self = Self(7);
-    /// The OR connection that was carrying this circuit died.
-    pub const CHANNEL_CLOSED: Self = Self(8);
-    /// The circuit has expired for being dirty or old.
-    pub const FINISHED: Self = Self(9);
-    /// Circuit construction took too long.
-    pub const TIMEOUT: Self = Self(10);
-    /// The circuit was destroyed without a client TRUNCATE.
-    pub const DESTROYED: Self = Self(11);
-    /// Request for unknown hidden service.
-    pub const NOSUCHSERVICE: Self = Self(12);
-}
-
-impl fmt::Display for DestroyReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = match *self {
-            Self::NONE => "NONE",
-            Self::PROTOCOL => "PROTOCOL",
-            Self::INTERNAL => "INTERNAL",
-            Self::REQUESTED => "REQUESTED",
-            Self::HIBERNATING => "HIBERNATING",
-            Self::RESOURCELIMIT => "RESOURCELIMIT",
-            Self::CONNECTFAILED => "CONNECTFAILED",
-            Self::OR_IDENTITY => "OR_IDENTITY",
-            Self::CHANNEL_CLOSED => "CHANNEL_CLOSED",
-            Self::FINISHED => "FINISHED",
-            Self::TIMEOUT => "TIMEOUT",
-            Self::DESTROYED => "DESTROYED",
-            Self::NOSUCHSERVICE => "NOSUCHSERVICE",
-            Self(n) => return write!(f, "destroy reason {n}"),
-        };
-        f.write_str(name)
-    }
-}
 
 /// RELAY_TRUNCATED (9): the circuit was cut beyond the sending hop (tor-spec §5.4). One
 /// reason byte (required); trailing bytes are ignored.
@@ -828,7 +776,7 @@ impl Truncated {
 
 impl Readable for Truncated {
     fn take_from(r: &mut Reader<'_>) -> DecodeResult<Self> {
-        let reason = DestroyReason(r.take_u8()?);
+        let reason = DestroyReason::new(r.take_u8()?);
         r.take_rest();
         Ok(Truncated { reason })
     }
@@ -836,7 +784,7 @@ impl Readable for Truncated {
 
 impl Writeable for Truncated {
     fn write_onto<W: Writer + ?Sized>(&self, w: &mut W) -> EncodeResult<()> {
-        w.write_u8(self.reason.0);
+        w.write_u8(self.reason.get());
         Ok(())
     }
 }
@@ -1641,8 +1589,8 @@ mod test {
             Truncated::from_bytes(b""),
             Err(DecodeError::Truncated { needed: 1 })
         );
-        assert_eq!(DestroyReason::NOSUCHSERVICE, DestroyReason(12));
-        assert_eq!(DestroyReason(200).to_string(), "destroy reason 200");
+        assert_eq!(DestroyReason::NOSUCHSERVICE, DestroyReason::new(12));
+        assert_eq!(DestroyReason::new(200).name(), None);
         assert_eq!(Truncate::from_bytes(b"ignored"), Ok(Truncate));
         assert_eq!(BeginDir::from_bytes(b"\0\0\0"), Ok(BeginDir));
     }

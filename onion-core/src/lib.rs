@@ -9,11 +9,14 @@
 //! - [`certs`]: Tor's Ed25519 certificates, RSA identity certificates and cross-certificates,
 //!   and the link handshake checks built on them.
 //! - [`flow`]: circuit and stream windows and authenticated SENDME (v1).
+//! - [`policy`]: exit policies, policy summaries (`p`/`p6`), and the exit's internal-destination
+//!   guard.
 
 pub mod certs;
 pub mod crypto;
 pub mod flow;
 pub mod handshake;
+pub mod policy;
 
 #[cfg(test)]
 mod testing;

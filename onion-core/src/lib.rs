@@ -6,6 +6,8 @@
 //! - [`crypto`]: key material, KDFs, per-hop relay cell crypto.
 //! - [`handshake`]: circuit handshakes, client and server side: TAP, CREATE_FAST, the seed's
 //!   CREATE_FAST_WS, ntor and ntor-v3.
+//! - [`channel`]: the link (channel) handshake state machines, initiator and responder, and the
+//!   established channel's cell framing and circuit-ID allocation.
 //! - [`certs`]: Tor's Ed25519 certificates, RSA identity certificates and cross-certificates,
 //!   and the link handshake checks built on them.
 //! - [`flow`]: circuit and stream windows and authenticated SENDME (v1).
@@ -13,6 +15,7 @@
 //!   guard.
 
 pub mod certs;
+pub mod channel;
 pub mod crypto;
 pub mod flow;
 pub mod handshake;

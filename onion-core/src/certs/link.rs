@@ -227,6 +227,34 @@ pub fn verify_responder_certs(
     now_unix: u64,
     expected: Option<&ExpectedIdentity>,
 ) -> Result<VerifiedRelay, CertError> {
+    verify_responder_certs_inner(certs, Some(tls_cert_sha256), now_unix, expected)
+}
+
+/// Initiator side, for a link without a TLS certificate the initiator can see (a WebSocket
+/// opened by a browser): every check of [`verify_responder_certs`] except that the
+/// SIGNING_V_TLS_CERT certificate certifies the TLS certificate. That certificate must still
+/// be present exactly once, well-formed, unexpired, of an allowed key type and signed by the
+/// certified signing key.
+///
+/// The result proves only that these certificates belong together, not that the peer on this
+/// connection holds the keys: anyone can replay a relay's CERTS cell. The caller must
+/// authenticate the peer another way (our OPs: by the relay's pinned ntor key during CREATE2).
+pub fn verify_responder_certs_unbound(
+    certs: &[(u8, &[u8])],
+    now_unix: u64,
+    expected: Option<&ExpectedIdentity>,
+) -> Result<VerifiedRelay, CertError> {
+    verify_responder_certs_inner(certs, None, now_unix, expected)
+}
+
+/// [`verify_responder_certs`], with the TLS binding check skipped when `tls_cert_sha256` is
+/// `None`.
+fn verify_responder_certs_inner(
+    certs: &[(u8, &[u8])],
+    tls_cert_sha256: Option<&[u8; 32]>,
+    now_unix: u64,
+    expected: Option<&ExpectedIdentity>,
+) -> Result<VerifiedRelay, CertError> {
     let p = ParsedCerts::parse(certs)?;
     let rsa_id_cert = required(p.rsa_id, cert_type::RSA_ID_X509)?;
     let id_signing = required(p.id_signing, cert_type::IDENTITY_V_SIGNING)?;
@@ -251,7 +279,9 @@ pub fn verify_responder_certs(
             key_type: signing_tls.key_type(),
         });
     }
-    if !bool::from(signing_tls.certified_key().ct_eq(tls_cert_sha256)) {
+    if let Some(tls) = tls_cert_sha256
+        && !bool::from(signing_tls.certified_key().ct_eq(tls))
+    {
         return Err(CertError::TlsCertMismatch);
     }
     check_expected(expected, &rsa_id, Some(&chain.ed_id))?;
@@ -1566,6 +1596,40 @@ mod test {
             Err(CertError::KeyMismatch(_))
         ));
         assert!(RelaySigningMaterial::from_parts(rsa, sk, idc, t4, m.crosscert().clone()).is_ok());
+    }
+
+    #[test]
+    fn unbound_check_skips_only_the_tls_binding() {
+        // The chutney cell verifies whatever TLS certificate the link had.
+        let cell = chutney_cell();
+        let exp = chutney_expected();
+        let t = chutney::TIME;
+        let v = verify_responder_certs_unbound(&refs(&cell), t, Some(&exp)).unwrap();
+        assert_eq!(Some(v.rsa_id), exp.rsa);
+        assert_eq!(v.ed_id, exp.ed25519);
+        assert_eq!(
+            verify_responder_certs(&refs(&cell), &[0; 32], t, Some(&exp)),
+            Err(CertError::TlsCertMismatch)
+        );
+        // Everything else is still checked: the type 5 certificate must be there and signed.
+        let r = refs(&cell);
+        assert_eq!(
+            verify_responder_certs_unbound(&refs(&without(&r, 5)), t, Some(&exp)),
+            Err(CertError::MissingCert(5))
+        );
+        let t5 = munge_last(&Vec::from_hex(chutney::T5).unwrap());
+        assert_eq!(
+            verify_responder_certs_unbound(&refs(&with(&r, 5, &t5)), t, Some(&exp)),
+            Err(CertError::BadSignature(5))
+        );
+        let other = ExpectedIdentity {
+            rsa: Some(RsaIdentity::from_bytes([0x99; 20])),
+            ed25519: None,
+        };
+        assert_eq!(
+            verify_responder_certs_unbound(&r, t, Some(&other)),
+            Err(CertError::WrongIdentity("RSA"))
+        );
     }
 
     /// A relay's material and one valid responder bundle of it.

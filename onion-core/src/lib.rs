@@ -16,10 +16,12 @@
 
 pub mod certs;
 pub mod channel;
+pub mod client;
 pub mod crypto;
 pub mod flow;
 pub mod handshake;
 pub mod policy;
+pub mod relay;
 
 #[cfg(test)]
 mod testing;

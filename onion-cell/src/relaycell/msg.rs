@@ -755,7 +755,6 @@ impl Writeable for Truncate {
 /// TRUNCATED reuses the DESTROY reason codes (tor-spec §5.4).
 pub use crate::chancell::DestroyReason;
 
-
 /// RELAY_TRUNCATED (9): the circuit was cut beyond the sending hop (tor-spec §5.4). One
 /// reason byte (required); trailing bytes are ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,7 +21,15 @@ cargo test -p onion-core --bench relay_crypto
 
 step "the core builds for wasm32 and imports nothing from \"env\""
 cargo build -p onion-core -p onion-cell --target wasm32-unknown-unknown --release
-cargo test -p onion-core -p onion-cell --target wasm32-unknown-unknown --no-run
-node scripts/wasm-imports.mjs target/wasm32-unknown-unknown/debug/deps/onion_*.wasm
+# The test binaries link every line of the core and its crypto: check exactly those just built.
+mapfile -t wasm_bins < <(cargo test -p onion-core -p onion-cell --target wasm32-unknown-unknown \
+  --no-run --message-format=json 2>/dev/null |
+  python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m.get("executable"):
+        print(m["executable"])')
+[ ${#wasm_bins[@]} -ge 2 ] || { echo "expected wasm test binaries for onion-core and onion-cell" >&2; exit 1; }
+node scripts/wasm-imports.mjs "${wasm_bins[@]}"
 
 step "all tests passed"

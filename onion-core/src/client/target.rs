@@ -15,49 +15,7 @@ use crate::handshake::ntor::NtorPublicKey;
 use crate::handshake::ntor_v3::{self, NtorV3Extension, NtorV3PublicKey};
 use crate::handshake::{HandshakeError, fast, fast_ws, htype, ntor, tap};
 
-/// A circuit-extension handshake the client can run (tor-spec §5.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum HandshakeKind {
-    /// ntor-v3 (proposal 332), CREATE2 / EXTEND2 type 3. Needs the relay's Ed25519 identity
-    /// and ntor onion key.
-    NtorV3,
-    /// ntor (tor-spec §5.1.4), CREATE2 / EXTEND2 type 2. Needs the relay's RSA identity and
-    /// ntor onion key.
-    Ntor,
-    /// TAP (tor-spec §5.1.3), CREATE2 / EXTEND2 type 0, or CREATE / EXTEND with the
-    /// `*_legacy_tap` methods. Needs the relay's TAP onion key. Refused by tor 0.4.9 relays:
-    /// for our own ORs and the seed only.
-    Tap,
-    /// CREATE_FAST (tor-spec §5.1.5): first hop only, no public-key crypto. The link's TLS
-    /// authentication of the relay is all the client gets.
-    CreateFast,
-    /// The seed's CREATE_FAST_WS: CREATE_FAST with `X` encrypted to the relay's TAP onion key.
-    /// First hop only, and only to our own ORs.
-    CreateFastWs,
-}
-
-impl HandshakeKind {
-    /// Whether this handshake can only create the first hop (no EXTEND form).
-    pub fn first_hop_only(self) -> bool {
-        matches!(
-            self,
-            HandshakeKind::CreateFast | HandshakeKind::CreateFastWs
-        )
-    }
-}
-
-impl fmt::Display for HandshakeKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            HandshakeKind::NtorV3 => "ntor-v3",
-            HandshakeKind::Ntor => "ntor",
-            HandshakeKind::Tap => "TAP",
-            HandshakeKind::CreateFast => "CREATE_FAST",
-            HandshakeKind::CreateFastWs => "CREATE_FAST_WS",
-        })
-    }
-}
+pub use crate::handshake::HandshakeKind;
 
 /// What the client knows of a relay to reach it and to run a handshake with it: the link
 /// specifiers that go into EXTEND2, and its onion keys.

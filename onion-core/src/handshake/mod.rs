@@ -29,6 +29,65 @@ pub mod htype {
     pub const NTOR_V3: u16 = 0x0003;
 }
 
+/// A circuit-creation handshake (tor-spec §5.1), as chosen by a client or recorded by a relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HandshakeKind {
+    /// ntor-v3 (proposal 332), CREATE2 / EXTEND2 type 3. Needs the relay's Ed25519 identity
+    /// and ntor onion key.
+    NtorV3,
+    /// ntor (tor-spec §5.1.4), CREATE2 / EXTEND2 type 2. Needs the relay's RSA identity and
+    /// ntor onion key.
+    Ntor,
+    /// TAP (tor-spec §5.1.3), CREATE2 / EXTEND2 type 0, or CREATE / EXTEND with the
+    /// `*_legacy_tap` methods. Needs the relay's TAP onion key. Refused by tor 0.4.9 relays:
+    /// for our own ORs and the seed only.
+    Tap,
+    /// CREATE_FAST (tor-spec §5.1.5): first hop only, no public-key crypto. The link's TLS
+    /// authentication of the relay is all the client gets.
+    CreateFast,
+    /// The seed's CREATE_FAST_WS: CREATE_FAST with `X` encrypted to the relay's TAP onion key.
+    /// First hop only, and only to our own ORs.
+    CreateFastWs,
+}
+
+impl HandshakeKind {
+    /// Whether this handshake can only create the first hop (no EXTEND form). A relay that
+    /// sees a circuit created this way knows it is the first hop (tor-spec §5.4).
+    pub fn first_hop_only(self) -> bool {
+        matches!(
+            self,
+            HandshakeKind::CreateFast | HandshakeKind::CreateFastWs
+        )
+    }
+}
+
+impl HandshakeKind {
+    /// A short lower-case label, e.g. for metrics: `ntor_v3`, `ntor`, `tap`, `create_fast`,
+    /// `create_fast_ws`.
+    pub fn label(self) -> &'static str {
+        match self {
+            HandshakeKind::NtorV3 => "ntor_v3",
+            HandshakeKind::Ntor => "ntor",
+            HandshakeKind::Tap => "tap",
+            HandshakeKind::CreateFast => "create_fast",
+            HandshakeKind::CreateFastWs => "create_fast_ws",
+        }
+    }
+}
+
+impl std::fmt::Display for HandshakeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HandshakeKind::NtorV3 => "ntor-v3",
+            HandshakeKind::Ntor => "ntor",
+            HandshakeKind::Tap => "TAP",
+            HandshakeKind::CreateFast => "CREATE_FAST",
+            HandshakeKind::CreateFastWs => "CREATE_FAST_WS",
+        })
+    }
+}
+
 /// Why a handshake failed. Each variant says whose fault it is.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]

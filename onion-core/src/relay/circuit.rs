@@ -214,7 +214,7 @@ impl OrCircuit {
     /// the circuit was created with CREATE_FAST(_WS) (tor-spec §5.4). ORs SHOULD refuse
     /// RELAY_BEGIN on such circuits (no single-hop exits); the driver decides.
     pub fn is_first_hop(&self) -> bool {
-        self.from_client || self.kind.implies_first_hop()
+        self.from_client || self.kind.first_hop_only()
     }
 
     /// How recognized relay cells are decoded.

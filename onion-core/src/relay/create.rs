@@ -30,29 +30,7 @@ use crate::crypto::keys::{HASH_LEN, HopKeys};
 use crate::handshake::ntor_v3::{self, CIRCUIT_EXTEND_VERIFICATION};
 use crate::handshake::{HandshakeError, fast, fast_ws, htype, ntor, tap};
 
-/// Which handshake created a circuit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum HandshakeKind {
-    /// TAP, in a CREATE cell or CREATE2 type 0.
-    Tap,
-    /// CREATE_FAST.
-    Fast,
-    /// The seed's CREATE_FAST_WS.
-    FastWs,
-    /// ntor (CREATE2 type 2).
-    Ntor,
-    /// ntor-v3 (CREATE2 type 3).
-    NtorV3,
-}
-
-impl HandshakeKind {
-    /// Whether this handshake proves that the circuit starts here (tor-spec §5.4: "If an OR
-    /// sees a circuit created with CREATE_FAST, the OR is sure to be the first hop").
-    pub fn implies_first_hop(self) -> bool {
-        matches!(self, HandshakeKind::Fast | HandshakeKind::FastWs)
-    }
-}
+pub use crate::handshake::HandshakeKind;
 
 /// Why a circuit could not be created. The driver answers with a DESTROY carrying
 /// [`CreateError::destroy_reason`].
@@ -130,12 +108,12 @@ pub(crate) fn server_handshake<R: CryptoRng + ?Sized>(
     match msg {
         ChanMsg::CreateFast(c) => {
             if !policy.accept_create_fast {
-                return Err(CreateError::Refused(HandshakeKind::Fast));
+                return Err(CreateError::Refused(HandshakeKind::CreateFast));
             }
             let (hop, reply) = fast::server(rng, c.x())?;
             let (y, kh) = split_pair(&reply);
             Ok((
-                HandshakeKind::Fast,
+                HandshakeKind::CreateFast,
                 hop,
                 ChanMsg::CreatedFast(CreatedFast::new(y, kh)),
             ))
@@ -145,13 +123,13 @@ pub(crate) fn server_handshake<R: CryptoRng + ?Sized>(
                 return Err(CreateError::FastWsNotFromClient);
             }
             if !policy.accept_create_fast_ws {
-                return Err(CreateError::Refused(HandshakeKind::FastWs));
+                return Err(CreateError::Refused(HandshakeKind::CreateFastWs));
             }
             let (hop, reply) =
                 keys.with_tap_keys(|tap_keys| fast_ws::server(rng, tap_keys, c.enc_x()))?;
             let (enc_y, kh) = split_pair(&reply);
             Ok((
-                HandshakeKind::FastWs,
+                HandshakeKind::CreateFastWs,
                 hop,
                 ChanMsg::CreatedFastWs(CreatedFastWs::new(enc_y, kh)),
             ))
@@ -236,7 +214,7 @@ mod test {
         assert_eq!(ntor_v3_reply(&[0]), Some(vec![0]));
         assert_eq!(ntor_v3_reply(&[]), None);
         assert_eq!(ntor_v3_reply(&[1, 1, 0, 9]), None);
-        assert!(!HandshakeKind::Ntor.implies_first_hop());
-        assert!(HandshakeKind::FastWs.implies_first_hop());
+        assert!(!HandshakeKind::Ntor.first_hop_only());
+        assert!(HandshakeKind::CreateFastWs.first_hop_only());
     }
 }

@@ -345,8 +345,8 @@ fn check_working(rng: &mut StdRng, circ: &mut OrCircuit, client: &mut Client) {
 #[test]
 fn every_handshake_creates_a_working_circuit() {
     let cases = [
-        (How::Fast, HandshakeKind::Fast, false),
-        (How::FastWs, HandshakeKind::FastWs, true),
+        (How::Fast, HandshakeKind::CreateFast, false),
+        (How::FastWs, HandshakeKind::CreateFastWs, true),
         (How::Ntor, HandshakeKind::Ntor, false),
         (How::NtorV3, HandshakeKind::NtorV3, false),
         (How::TapCreate, HandshakeKind::Tap, false),
@@ -444,11 +444,11 @@ fn create_refusals() {
     };
     assert_eq!(
         err(&mut rng, &keys, &fast, true),
-        CreateError::Refused(HandshakeKind::Fast)
+        CreateError::Refused(HandshakeKind::CreateFast)
     );
     assert_eq!(
         err(&mut rng, &keys, &fast_ws, true),
-        CreateError::Refused(HandshakeKind::FastWs)
+        CreateError::Refused(HandshakeKind::CreateFastWs)
     );
     for m in [&tap1, &tap2] {
         let e = err(&mut rng, &keys, m, true);

@@ -6,6 +6,10 @@ set -euo pipefail
 need_apt=()
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v curl >/dev/null || need_apt+=(curl)
+command -v python3 >/dev/null || need_apt+=(python3)
+# C tor 0.4.9 for the private test network (tests/tornet) and interoperability tests.
+command -v tor >/dev/null || need_apt+=(tor)
+command -v tor-gencert >/dev/null || need_apt+=(tor)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need_apt[*]}"
   apt-get update -qq

@@ -7,6 +7,11 @@ bash scripts/setup.sh
 
 step() { printf '\n=== %s\n' "$*"; }
 
+# Every cargo test run is logged so that the totals can be printed at the end.
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+run_tests() { cargo test "$@" 2>&1 | tee -a "$results"; }
+
 step "format"
 cargo fmt --all -- --check
 
@@ -14,10 +19,10 @@ step "clippy (warnings are errors; unwrap/expect/indexing/panic denied outside t
 cargo clippy --workspace --all-targets -- -D warnings
 
 step "unit and property tests (native)"
-cargo test --workspace
+run_tests --workspace
 
 step "benchmarks run once in test mode"
-cargo test -p onion-core --bench relay_crypto
+run_tests -p onion-core --bench relay_crypto
 
 step "the core builds for wasm32 and imports nothing from \"env\""
 cargo build -p onion-core -p onion-cell --target wasm32-unknown-unknown --release
@@ -32,4 +37,14 @@ for l in sys.stdin:
 [ ${#wasm_bins[@]} -ge 2 ] || { echo "expected wasm test binaries for onion-core and onion-cell" >&2; exit 1; }
 node scripts/wasm-imports.mjs "${wasm_bins[@]}"
 
-step "all tests passed"
+step "summary"
+python3 - "$results" <<'PY'
+import re, sys
+passed = failed = ignored = 0
+for line in open(sys.argv[1], errors="replace"):
+    m = re.search(r"test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored", line)
+    if m:
+        passed += int(m[1]); failed += int(m[2]); ignored += int(m[3])
+print(f"{passed} passed, {failed} failed, {ignored} skipped")
+sys.exit(1 if failed or passed == 0 else 0)
+PY

@@ -11,6 +11,7 @@
 //! - [`certs`]: Tor's Ed25519 certificates, RSA identity certificates and cross-certificates,
 //!   and the link handshake checks built on them.
 //! - [`flow`]: circuit and stream windows and authenticated SENDME (v1).
+//! - [`dir`]: directory documents: server descriptors, authority certificates, consensus, microdescs.
 //! - [`policy`]: exit policies, policy summaries (`p`/`p6`), and the exit's internal-destination
 //!   guard.
 
@@ -18,6 +19,7 @@ pub mod certs;
 pub mod channel;
 pub mod client;
 pub mod crypto;
+pub mod dir;
 pub mod flow;
 pub mod handshake;
 pub mod policy;

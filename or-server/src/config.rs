@@ -140,6 +140,11 @@ pub struct Config {
     /// The seed's (node-Tor) compatibility modes, which weaken anonymity; all off by default.
     #[serde(default)]
     pub seed: SeedConfig,
+    /// Extend circuits to relays at loopback, private or other internal addresses (C tor's
+    /// `ExtendAllowPrivateAddresses`). Default false: such EXTEND2 cells close the circuit.
+    /// Only for test networks on one machine or a private network.
+    #[serde(default)]
+    pub extend_allow_private: bool,
     /// Log filter: a level (`error`, `warn`, `info`, `debug`, `trace`) or a `tracing`
     /// filter directive such as `info,or_server=debug`. Default `info`. The `RUST_LOG`
     /// environment variable, when set, takes precedence.
@@ -196,6 +201,11 @@ pub struct ExitConfig {
     /// Default false: such destinations are refused whatever the policy says.
     #[serde(default)]
     pub allow_internal: bool,
+    /// Open streams on circuits for which this relay is the first hop (a client's one-hop
+    /// circuit, or CREATE_FAST). Default false: such BEGINs get END (TORPROTOCOL), as in
+    /// C tor, which refuses to be a single-hop proxy.
+    #[serde(default)]
+    pub allow_single_hop: bool,
 }
 
 impl Default for ExitConfig {
@@ -204,6 +214,7 @@ impl Default for ExitConfig {
             enabled: false,
             policy: default_exit_policy(),
             allow_internal: false,
+            allow_single_hop: false,
         }
     }
 }
@@ -561,7 +572,8 @@ ws = "127.0.0.1:9080"
         assert_eq!(wss.cert_pem, PathBuf::from("/etc/or-server/wss-cert.pem"));
         assert_eq!(c.metrics, Some("127.0.0.1:9035".parse().unwrap()));
         assert_eq!(c.exit.policy, "accept *:80, accept *:443, reject *:*");
-        assert!(!c.exit.enabled && !c.exit.allow_internal);
+        assert!(!c.exit.enabled && !c.exit.allow_internal && !c.exit.allow_single_hop);
+        assert!(!c.extend_allow_private);
         // The example spells out the defaults.
         assert_eq!(c.limits, Limits::default());
         assert_eq!(c.seed, SeedConfig::default());
@@ -584,6 +596,11 @@ ws = "127.0.0.1:9080"
             "internal destinations refused by default"
         );
         assert_eq!(c.exit.policy, "reject *:*");
+        assert!(!c.exit.allow_single_hop, "no single-hop exits by default");
+        assert!(
+            !c.extend_allow_private,
+            "no extending to private addresses by default"
+        );
         assert_eq!(c.limits.max_links, 4096);
         assert_eq!(c.limits.max_circuits_per_link, 1024);
         assert_eq!(c.limits.max_streams_per_circuit, 512);

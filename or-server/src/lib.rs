@@ -2,18 +2,28 @@
 //!
 //! - [`config`]: the TOML configuration.
 //! - [`keys`]: the relay's keys on disk, and onion key rotation.
-//! - [`tls`]: Tor link TLS (and the `wss://` TLS) with rustls.
+//! - [`tls`]: Tor link TLS (and the `wss://` TLS) with rustls (re-exported from `onion-net`).
 //! - [`metrics`]: Prometheus metrics and the `GET /metrics` endpoint.
 //! - [`server`]: listeners, accept loops and the link layer's integration points.
+//! - [`link`]: the link task (one per link: cells, circuits, backpressure).
+//! - [`router`]: messages between link tasks, the link manager (links to other relays),
+//!   the relay keys as the link layer uses them.
+//! - [`exit`]: exit streams (BEGIN, RESOLVE) as tasks; [`dir`]: BEGIN_DIR.
 //! - [`shutdown`], [`logging`]: graceful shutdown, logging with scrubbed client addresses.
 
 pub mod config;
+pub mod dir;
+pub mod exit;
 pub mod keys;
+pub mod link;
 pub mod logging;
 pub mod metrics;
+pub mod router;
 pub mod server;
 pub mod shutdown;
-pub mod tls;
+pub use onion_net::tls;
 
+#[cfg(test)]
+mod relay_test;
 #[cfg(test)]
 mod testing;

@@ -7,26 +7,41 @@
 //! Each accepted connection gets its transport handshake (TLS, WebSocket, or both) here,
 //! under [`TRANSPORT_HANDSHAKE_TIMEOUT`] and the `limits.max_links` budget, and is then
 //! handed to the link layer through [`handle_tls_connection`] or [`handle_ws_connection`]:
-//! the two integration points.
+//! the two integration points, which run the responder's link handshake and then the link
+//! task ([`crate::link`]).
+//!
+//! Over WebSocket (`ws://` and `wss://` alike) the link handshake is *unbound*
+//! ([`TlsBinding::None`]): a browser cannot see the `wss` certificate to check a CERTS type 5
+//! certificate for it, so the responder certifies no TLS certificate, offers no
+//! authentication (WebSocket peers are always clients), and the client authenticates hop 1
+//! by its ntor onion key in CREATE2 instead (see `onion_core::channel`).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
+use onion_core::channel::{Responder, ResponderConfig, TlsBinding};
+use onion_core::policy::{ExitGuard, ExitPolicy, PolicyError};
+use onion_net::link::{
+    DEFAULT_HANDSHAKE_TIMEOUT, binding_for_cert, no_exporter, responder_handshake, tls_exporter,
+};
+use onion_net::ws::WsStream;
+pub use onion_net::ws::{WS_MAX_MESSAGE_SIZE, ws_config};
 use rand_core::UnwrapErr;
 use thiserror::Error;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::config::Config;
 use crate::keys::{KeyError, KeyStore, RotationPolicy, ensure_private_dir};
+use crate::link::{LinkSetup, run_link};
 use crate::logging::PeerAddr;
 use crate::metrics::{LinkKind, Metrics};
+use crate::router::{LINK_INBOX, Router, now_unix};
 use crate::shutdown::Shutdown;
 use crate::tls::{LinkCertificate, LinkTls, TlsError, wss_server_config};
 
@@ -34,13 +49,8 @@ use crate::tls::{LinkCertificate, LinkTls, TlsError, wss_server_config};
 pub const TRANSPORT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time open connections get to finish after shutdown is signalled; then they are aborted.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// Largest WebSocket message and frame accepted: a RELAY_WS cell carries up to 65535 bytes
-/// (the seed's extension), so this leaves room for a few cells per message.
-pub const WS_MAX_MESSAGE_SIZE: usize = 256 * 1024;
-const _: () = assert!(
-    WS_MAX_MESSAGE_SIZE >= 65_535 + 16,
-    "a RELAY_WS cell must fit"
-);
+/// Time allowed for the link handshake (VERSIONS ... NETINFO) after the transport's.
+pub const LINK_HANDSHAKE_TIMEOUT: std::time::Duration = DEFAULT_HANDSHAKE_TIMEOUT;
 /// Longest wait between two key rotation checks.
 const ROTATION_CHECK_MAX_WAIT: Duration = Duration::from_secs(3600);
 /// Wait after a failed key rotation before trying again.
@@ -72,6 +82,9 @@ pub enum ServerError {
     /// A background task panicked or was cancelled.
     #[error("internal task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// `exit.policy` does not parse.
+    #[error("exit.policy: {0}")]
+    ExitPolicy(#[from] PolicyError),
 }
 
 /// The operating system's RNG. Call [`check_os_rng`] once at startup: this panics if the
@@ -121,6 +134,13 @@ pub struct ServerContext {
     pub metrics: Arc<Metrics>,
     /// The shutdown signal: long-running handlers select on [`Shutdown::wait`].
     pub shutdown: Shutdown,
+    /// Links to other relays, routing IDs, the relay keys as the link layer uses them.
+    pub router: Router,
+    /// The exit policy and internal-address guard, from `[exit]`.
+    pub exit_guard: Arc<ExitGuard>,
+    /// Our addresses, for NETINFO cells: `address` if it is an IP address, else the
+    /// listeners' addresses that are not unspecified.
+    pub my_addrs: Vec<IpAddr>,
     link_slots: Arc<Semaphore>,
 }
 
@@ -203,14 +223,26 @@ impl Server {
         };
         let metrics = bind_opt("metrics", config.metrics).await?;
         let max_links = usize::try_from(config.limits.max_links).unwrap_or(usize::MAX);
+        let exit_guard = Arc::new(ExitGuard {
+            policy: ExitPolicy::parse_config(&config.exit.policy)?,
+            allow_internal: config.exit.allow_internal,
+        });
+        let my_addrs = my_addrs(&config);
         let ctx = Arc::new(ServerContext {
             config,
             keys: Arc::new(RwLock::new(keys)),
             link_tls,
             metrics: Arc::new(Metrics::new()),
             shutdown,
+            router: Router::default(),
+            exit_guard,
+            my_addrs,
             link_slots: Arc::new(Semaphore::new(max_links.min(Semaphore::MAX_PERMITS))),
         });
+        // Make the certificates now rather than at the first link.
+        ctx.router
+            .relay_keys(&ctx)
+            .map_err(|e| ServerError::Keys(KeyError::Generate(relay_keys_error(&e))))?;
         Ok(Server {
             ctx,
             or_port,
@@ -390,17 +422,40 @@ async fn accept_loop(listener: TcpListener, transport: Transport, ctx: Arc<Serve
     conns.shutdown().await;
 }
 
+/// Our addresses for NETINFO (see [`ServerContext::my_addrs`]).
+fn my_addrs(config: &Config) -> Vec<IpAddr> {
+    if let Some(ip) = config
+        .address
+        .as_deref()
+        .and_then(|a| a.parse::<IpAddr>().ok())
+    {
+        return vec![ip];
+    }
+    let mut out: Vec<IpAddr> = Vec::new();
+    let l = &config.listeners;
+    for addr in [l.or_port, l.ws, l.wss.as_ref().map(|w| w.addr)]
+        .into_iter()
+        .flatten()
+    {
+        let ip = addr.ip();
+        if !ip.is_unspecified() && !out.contains(&ip) {
+            out.push(ip);
+        }
+    }
+    out
+}
+
+fn relay_keys_error(e: &crate::router::RelayKeysError) -> &'static str {
+    match e {
+        crate::router::RelayKeysError::Certs(_) => "the relay certificates",
+        _ => "the circuit handshake keys",
+    }
+}
+
 enum Established {
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
     Ws(Box<WebSocketStream<TcpStream>>),
     Wss(Box<WebSocketStream<tokio_rustls::server::TlsStream<TcpStream>>>),
-}
-
-/// The WebSocket limits of the `ws` and `wss` listeners.
-pub fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .max_message_size(Some(WS_MAX_MESSAGE_SIZE))
-        .max_frame_size(Some(WS_MAX_MESSAGE_SIZE))
 }
 
 async fn transport_handshake(
@@ -430,39 +485,108 @@ async fn transport_handshake(
 /// **Integration point for the link layer**: a Tor link accepted on the ORPort, after the
 /// TLS handshake (the peer's VERSIONS cell is next).
 ///
-/// The handler owns the connection until it returns; it must count itself with
-/// `ctx.metrics.link_opened(LinkKind::TlsIn)`, end when `ctx.shutdown` fires, and may use
-/// [`crate::tls::TlsLinkInfo`] on `stream` for the AUTH0003 exporter, and
-/// `ctx.link_tls.certificate()` for the CERTS type 5 certificate. `peer` is the client's
-/// address, scrubbed in logs unless `log_client_addresses` is set.
-///
-/// For now it logs and closes the connection.
+/// Runs the responder's link handshake (CERTS type 5 certifies our link certificate;
+/// relays may authenticate with AUTHENTICATE, bound by the TLS exporter), then the link task
+/// until the link closes or `ctx.shutdown` fires. Counted in `or_links_open{kind="tls_in"}`.
+/// `peer` is the client's address, scrubbed in logs unless `log_client_addresses` is set.
 pub async fn handle_tls_connection(
-    mut stream: tokio_rustls::server::TlsStream<TcpStream>,
+    stream: tokio_rustls::server::TlsStream<TcpStream>,
     peer: PeerAddr,
     ctx: Arc<ServerContext>,
 ) {
     let _link = ctx.metrics.link_opened(LinkKind::TlsIn);
-    tracing::debug!(%peer, "Tor link accepted; link layer not implemented yet: closing");
-    let _ = stream.shutdown().await;
+    let peer_ip = Some(peer.addr().ip());
+    let binding = binding_for_cert(Some(ctx.link_tls.certificate().cert_der()));
+    run_responder(
+        stream,
+        binding,
+        peer_ip,
+        peer,
+        LinkKind::TlsIn,
+        ctx,
+        tls_exporter,
+    )
+    .await;
 }
 
 /// **Integration point for the link layer**: an in-page OP's WebSocket (`kind` is
 /// [`LinkKind::Ws`] or [`LinkKind::Wss`]), after the WebSocket handshake. Cells travel in
-/// binary messages (the seed's framing).
+/// binary messages (the seed's framing), read as a byte stream ([`WsStream`]).
 ///
-/// Same contract as [`handle_tls_connection`]. For now it logs and closes the WebSocket.
+/// Runs the responder's link handshake unbound ([`TlsBinding::None`], see the module
+/// docs), then the link task. Same contract as [`handle_tls_connection`].
 pub async fn handle_ws_connection<S>(
-    mut ws: WebSocketStream<S>,
+    ws: WebSocketStream<S>,
     peer: PeerAddr,
     kind: LinkKind,
     ctx: Arc<ServerContext>,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let _link = ctx.metrics.link_opened(kind);
-    tracing::debug!(%peer, kind = kind.as_str(), "WebSocket link accepted; link layer not implemented yet: closing");
-    let _ = ws.close(None).await;
+    let peer_ip = Some(peer.addr().ip());
+    run_responder(
+        WsStream::new(ws),
+        TlsBinding::None,
+        peer_ip,
+        peer,
+        kind,
+        ctx,
+        no_exporter,
+    )
+    .await;
+}
+
+/// The responder's link handshake on an accepted link, then its link task.
+async fn run_responder<IO, E>(
+    io: IO,
+    binding: TlsBinding,
+    peer_ip: Option<IpAddr>,
+    peer: PeerAddr,
+    kind: LinkKind,
+    ctx: Arc<ServerContext>,
+    exporter: E,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    E: Fn(&IO, &onion_core::channel::ExporterRequest) -> Result<[u8; 32], TlsError>,
+{
+    let keys = match ctx.router.relay_keys(&ctx) {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::error!("cannot answer a link handshake: {e}");
+            return;
+        }
+    };
+    let config = ResponderConfig::new(binding, peer_ip, ctx.my_addrs.clone());
+    let responder = match Responder::new(config, &keys.material, now_unix(), &mut os_rng()) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("cannot answer a link handshake: {e}");
+            return;
+        }
+    };
+    let handshake = responder_handshake(io, responder, exporter, now_unix, LINK_HANDSHAKE_TIMEOUT);
+    let done = tokio::select! {
+        () = ctx.shutdown.wait() => return,
+        r = handshake => r,
+    };
+    let (io, channel, info) = match done {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::debug!(%peer, kind = kind.as_str(), "link handshake failed: {e}");
+            return;
+        }
+    };
+    let (tx, rx) = mpsc::channel(LINK_INBOX);
+    let setup = LinkSetup {
+        kind,
+        peer,
+        info,
+        id: ctx.router.new_link_id(),
+        tx,
+        rx,
+    };
+    run_link(io, channel, setup, ctx).await;
 }
 
 /// Rotate the onion keys when due, until shutdown.
@@ -518,10 +642,56 @@ mod test {
     use crate::keys::KeyError;
     use crate::testing::{TempDir, test_rng};
     use crate::tls::{TlsLinkInfo, client_config, random_server_name};
-    use futures_util::StreamExt;
+    use onion_core::certs::ExpectedIdentity;
+    use onion_core::channel::{ChannelInfo, Initiator, InitiatorConfig, PeerAuth};
+    use onion_net::link::initiator_handshake;
     use std::os::unix::fs::PermissionsExt;
-    use tokio::io::AsyncReadExt;
-    use tokio_tungstenite::tungstenite::Message;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A client's link handshake with the relay of `ctx`.
+    async fn link_handshake<IO: AsyncRead + AsyncWrite + Unpin>(
+        io: IO,
+        binding: TlsBinding,
+        ctx: &ServerContext,
+    ) -> (IO, ChannelInfo) {
+        let expected = {
+            let k = ctx.keys.read().unwrap();
+            ExpectedIdentity {
+                rsa: Some(k.rsa_fingerprint()),
+                ed25519: Some(k.ed_identity_public()),
+            }
+        };
+        let config = InitiatorConfig::new(binding, expected, None);
+        let init = Initiator::new(config, None, now_unix(), &mut test_rng()).unwrap();
+        let (io, _, info) = initiator_handshake(io, init, now_unix, WAIT).await.unwrap();
+        (io, info)
+    }
+
+    /// What a client learns of the relay: authenticated over TLS, claimed over WebSocket.
+    fn relay_ids(ctx: &ServerContext, tls: bool) -> PeerAuth {
+        let k = ctx.keys.read().unwrap();
+        let (rsa_id, ed_id) = (k.rsa_fingerprint(), k.ed_identity_public());
+        if tls {
+            PeerAuth::Authenticated { rsa_id, ed_id }
+        } else {
+            PeerAuth::CertifiedNotBound { rsa_id, ed_id }
+        }
+    }
+
+    async fn wait_links(ctx: &ServerContext, kind: LinkKind, n: i64) {
+        let r = tokio::time::timeout(WAIT, async {
+            while ctx.metrics.links_open(kind) != n {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(
+            r.is_ok(),
+            "{} links open: {}",
+            kind.as_str(),
+            ctx.metrics.links_open(kind)
+        );
+    }
 
     const WAIT: Duration = Duration::from_secs(10);
 
@@ -590,31 +760,46 @@ mod test {
         assert_eq!(mode(&keys_dir(&data_dir).join("secret_id_key")), 0o600);
         let running = tokio::spawn(server.run());
 
-        // Tor link: the TLS handshake completes with the link certificate, then the
-        // placeholder closes the link.
-        let mut tls = tls_connect(or_port).await.unwrap();
+        // Tor link: the TLS handshake completes with the link certificate, then the link
+        // handshake proves the relay's identities, bound to that certificate.
+        let tls = tls_connect(or_port).await.unwrap();
         assert_eq!(
             tls.peer_certificate_der(),
             Some(ctx.link_tls.certificate().cert_der())
         );
-        let mut rest = Vec::new();
-        let read = tokio::time::timeout(WAIT, tls.read_to_end(&mut rest)).await;
-        assert!(matches!(read, Ok(Ok(0))), "{read:?}");
+        let binding = onion_net::link::tls_binding(&tls).unwrap();
+        let (tls, info) = link_handshake(tls, binding, &ctx).await;
+        assert_eq!(info.peer, relay_ids(&ctx, true));
+        wait_links(&ctx, LinkKind::TlsIn, 1).await;
+        drop(tls);
+        wait_links(&ctx, LinkKind::TlsIn, 0).await;
 
-        // WebSocket: the handshake completes, then the placeholder closes.
+        // WebSocket: the WebSocket handshake, then an unbound link handshake.
         let tcp = TcpStream::connect(ws).await.unwrap();
-        let (mut client, response) = tokio_tungstenite::client_async(format!("ws://{ws}/"), tcp)
+        let (client, response) = tokio_tungstenite::client_async(format!("ws://{ws}/"), tcp)
             .await
             .unwrap();
         assert_eq!(response.status(), 101);
-        let msg = tokio::time::timeout(WAIT, client.next()).await.unwrap();
-        assert!(matches!(msg, Some(Ok(Message::Close(_))) | None), "{msg:?}");
+        let (mut client, info) =
+            link_handshake(WsStream::new(client), TlsBinding::None, &ctx).await;
+        assert_eq!(info.peer, relay_ids(&ctx, false));
+        wait_links(&ctx, LinkKind::Ws, 1).await;
+        client.shutdown().await.unwrap();
+        wait_links(&ctx, LinkKind::Ws, 0).await;
+
+        // Garbage instead of VERSIONS: the link is closed.
+        let mut tls = tls_connect(or_port).await.unwrap();
+        tls.write_all(&[0, 0, 3, 0, 0]).await.unwrap();
+        tls.flush().await.unwrap();
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(WAIT, tls.read_to_end(&mut rest)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
 
         // Both links were counted, and are closed.
         let text = get_metrics(metrics).await;
         assert_eq!(
             sample(&text, "or_links_opened_total{kind=\"tls_in\"}"),
-            Some(1.0),
+            Some(2.0),
             "{text}"
         );
         assert_eq!(
@@ -665,13 +850,16 @@ mod test {
 
         let tls = tls_connect(wss).await.unwrap();
         assert_eq!(tls.peer_certificate_der(), Some(cert.der().as_ref()));
-        let (mut client, _) =
+        let (client, _) =
             tokio_tungstenite::client_async(format!("wss://localhost:{}/", wss.port()), tls)
                 .await
                 .unwrap();
-        let msg = tokio::time::timeout(WAIT, client.next()).await.unwrap();
-        assert!(matches!(msg, Some(Ok(Message::Close(_))) | None), "{msg:?}");
-        assert_eq!(ctx.metrics.links_open(LinkKind::Wss), 0);
+        // Over wss, too, the link handshake is unbound.
+        let (client, info) = link_handshake(WsStream::new(client), TlsBinding::None, &ctx).await;
+        assert_eq!(info.peer, relay_ids(&ctx, false));
+        wait_links(&ctx, LinkKind::Wss, 1).await;
+        drop(client);
+        wait_links(&ctx, LinkKind::Wss, 0).await;
         assert!(
             ctx.metrics
                 .encode()
@@ -770,5 +958,28 @@ mod test {
         let c = ws_config();
         assert_eq!(c.max_message_size, Some(WS_MAX_MESSAGE_SIZE));
         assert_eq!(c.max_frame_size, Some(WS_MAX_MESSAGE_SIZE));
+    }
+
+    #[test]
+    fn netinfo_addresses() {
+        let cfg = |top: &str, listeners: &str| {
+            Config::from_toml_str(&format!(
+                "nickname = \"a\"\ndata_dir = \"d\"\n{top}\n[listeners]\n{listeners}\n"
+            ))
+            .unwrap()
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            my_addrs(&cfg("address = \"192.0.2.1\"", "ws = \"127.0.0.1:1\"")),
+            [ip("192.0.2.1")]
+        );
+        // A host name says nothing: the listeners' addresses, without the unspecified one.
+        assert_eq!(
+            my_addrs(&cfg(
+                "address = \"relay.example.net\"",
+                "ws = \"0.0.0.0:1\"\nor_port = \"198.51.100.2:2\""
+            )),
+            [ip("198.51.100.2")]
+        );
     }
 }

@@ -59,6 +59,9 @@ pub enum TlsError {
     /// A random SNI name could not be made.
     #[error("invalid SNI host name")]
     BadServerName,
+    /// No TLS exporter value can be computed here.
+    #[error("no TLS exporter value: {0}")]
+    NoExporter(&'static str),
 }
 
 /// The ring crypto provider, shared by every configuration.
@@ -154,7 +157,9 @@ fn disable_server_resumption(config: &mut ServerConfig) {
 
 /// Midnight (UTC) at or before `t`.
 fn day_floor(t: SystemTime) -> SystemTime {
-    let secs = crate::keys::unix_secs(t);
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     SystemTime::UNIX_EPOCH + Duration::from_secs(secs - secs % 86_400)
 }
 

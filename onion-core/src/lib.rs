@@ -12,6 +12,7 @@
 //!   and the link handshake checks built on them.
 //! - [`flow`]: circuit and stream windows and authenticated SENDME (v1).
 //! - [`dir`]: directory documents: server descriptors, authority certificates, consensus, microdescs.
+//! - [`path`]: path selection: weighted relay choice, path constraints, guards, build timeout.
 //! - [`policy`]: exit policies, policy summaries (`p`/`p6`), and the exit's internal-destination
 //!   guard.
 
@@ -22,6 +23,7 @@ pub mod crypto;
 pub mod dir;
 pub mod flow;
 pub mod handshake;
+pub mod path;
 pub mod policy;
 pub mod relay;
 

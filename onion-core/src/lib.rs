@@ -13,6 +13,7 @@
 //! - [`flow`]: circuit and stream windows and authenticated SENDME (v1).
 //! - [`dir`]: directory documents: server descriptors, authority certificates, consensus, microdescs.
 //! - [`path`]: path selection: weighted relay choice, path constraints, guards, build timeout.
+//! - [`netdesc`]: network descriptions (the OP's one configuration document) and signed relay lists.
 //! - [`policy`]: exit policies, policy summaries (`p`/`p6`), and the exit's internal-destination
 //!   guard.
 
@@ -23,6 +24,7 @@ pub mod crypto;
 pub mod dir;
 pub mod flow;
 pub mod handshake;
+pub mod netdesc;
 pub mod path;
 pub mod policy;
 pub mod relay;

@@ -95,6 +95,25 @@ pub enum ConfigError {
         /// The accepted range.
         reason: &'static str,
     },
+    /// A `[directory]` value is missing or out of range.
+    #[error("directory.{field}: {reason}")]
+    BadDirectory {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A `[descriptor]` value is out of range.
+    #[error("descriptor.{field}: {reason}")]
+    BadDescriptor {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// `bridge = true` without what a bridge needs.
+    #[error("bridge = true needs {0}")]
+    BridgeNeeds(&'static str),
     /// `log_level` is not a level or a tracing filter directive.
     #[error("log_level {level:?}: {reason}")]
     BadLogLevel {
@@ -154,7 +173,142 @@ pub struct Config {
     /// (C tor's `SafeLogging`).
     #[serde(default)]
     pub log_client_addresses: bool,
+    /// Run as a bridge: our server descriptor carries `bridge-distribution-request none`
+    /// and is served to bridge clients (`/tor/server/authority` over BEGIN_DIR), who also
+    /// fetch their directory from us. Needs `listeners.or_port`, an IPv4 address to
+    /// advertise and `[directory]`. Default false.
+    #[serde(default)]
+    pub bridge: bool,
+    /// What our server descriptor says besides keys and addresses. Every field has a
+    /// default.
+    #[serde(default)]
+    pub descriptor: DescriptorConfig,
+    /// The Tor network whose directory we cache and serve over BEGIN_DIR. Default: none
+    /// (directory requests other than our own descriptor get 404).
+    #[serde(default)]
+    pub directory: Option<DirectoryConfig>,
 }
+
+/// What our server descriptor claims (`[descriptor]`), dir-spec §2.1.1.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DescriptorConfig {
+    /// The `contact` line (C tor's `ContactInfo`). Default: none.
+    #[serde(default)]
+    pub contact: Option<String>,
+    /// The bandwidth we claim to sustain, bytes per second (the descriptor's "average";
+    /// not enforced). Default 1 GiB/s, C tor's `BandwidthRate`.
+    #[serde(default = "default_bandwidth")]
+    pub bandwidth_average: u64,
+    /// The burst we claim, bytes per second (at least `bandwidth_average`; not enforced).
+    /// Default 1 GiB/s, C tor's `BandwidthBurst`.
+    #[serde(default = "default_bandwidth")]
+    pub bandwidth_burst: u64,
+}
+
+impl Default for DescriptorConfig {
+    fn default() -> Self {
+        DescriptorConfig {
+            contact: None,
+            bandwidth_average: default_bandwidth(),
+            bandwidth_burst: default_bandwidth(),
+        }
+    }
+}
+
+/// The directory cache (`[directory]`): where to fetch the consensus, its certificates and
+/// the microdescriptors, and which authorities must sign.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryConfig {
+    /// The directory authorities' DirPorts (plain HTTP). Required, at least one.
+    pub authorities: Vec<SocketAddr>,
+    /// The v3 identity fingerprints (40 hex digits, C tor's `v3ident`) of the authorities
+    /// whose signatures count: a consensus is served only if more than half of them signed
+    /// it. Required, at least one.
+    pub v3idents: Vec<String>,
+    /// Longest time between two consensus fetches, in seconds (10 to 86400, default 3600).
+    /// A new consensus is normally fetched in the first half-interval after the current one
+    /// stops being fresh (dir-spec §4.1), whichever comes first.
+    #[serde(default = "default_refresh_secs")]
+    pub refresh_secs: u64,
+    /// Wait after a failed fetch, in seconds (1 to 3600, default 60).
+    #[serde(default = "default_retry_secs")]
+    pub retry_secs: u64,
+}
+
+impl DirectoryConfig {
+    /// The v3 identities (checked by [`Config::validate`]; unparsable entries are skipped).
+    pub fn v3ident_ids(&self) -> Vec<onion_core::certs::RsaIdentity> {
+        self.v3idents
+            .iter()
+            .filter_map(|s| onion_core::certs::RsaIdentity::from_hex(s))
+            .collect()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field, reason: &str| ConfigError::BadDirectory {
+            field,
+            reason: reason.to_owned(),
+        };
+        if self.authorities.is_empty() {
+            return Err(bad("authorities", "at least one DirPort address is needed"));
+        }
+        for (i, a) in self.authorities.iter().enumerate() {
+            if a.port() == 0 || self.authorities.iter().skip(i + 1).any(|b| b == a) {
+                return Err(ConfigError::BadDirectory {
+                    field: "authorities",
+                    reason: format!("{a}: port 0 or listed twice"),
+                });
+            }
+        }
+        if self.v3idents.is_empty() {
+            return Err(bad("v3idents", "at least one v3 identity is needed"));
+        }
+        let ids = self.v3ident_ids();
+        for (i, s) in self.v3idents.iter().enumerate() {
+            let ok = s.len() == 40 && onion_core::certs::RsaIdentity::from_hex(s).is_some();
+            let id = ids.get(i);
+            if !ok || ids.iter().skip(i + 1).any(|b| Some(b) == id) {
+                return Err(ConfigError::BadDirectory {
+                    field: "v3idents",
+                    reason: format!("{s:?}: not 40 hex digits, or listed twice"),
+                });
+            }
+        }
+        if !(10..=86_400).contains(&self.refresh_secs) {
+            return Err(bad("refresh_secs", "must be 10 to 86400"));
+        }
+        if !(1..=3600).contains(&self.retry_secs) {
+            return Err(bad("retry_secs", "must be 1 to 3600"));
+        }
+        Ok(())
+    }
+}
+
+impl DescriptorConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field, reason| ConfigError::BadDescriptor { field, reason };
+        if let Some(c) = &self.contact
+            && (c.is_empty() || c.len() > MAX_CONTACT_LEN || c.chars().any(char::is_control))
+        {
+            return Err(bad(
+                "contact",
+                "must be 1 to 1000 bytes without control characters",
+            ));
+        }
+        if self.bandwidth_average == 0 {
+            return Err(bad("bandwidth_average", "must be at least 1"));
+        }
+        if self.bandwidth_burst < self.bandwidth_average {
+            return Err(bad("bandwidth_burst", "must be at least bandwidth_average"));
+        }
+        Ok(())
+    }
+}
+
+/// Longest `descriptor.contact`.
+pub const MAX_CONTACT_LEN: usize = 1000;
 
 /// The sockets to listen on (`[listeners]`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -275,6 +429,15 @@ fn default_onion_key_lifetime_days() -> u32 {
 fn default_onion_key_grace_days() -> u32 {
     DEFAULT_ONION_KEY_GRACE_DAYS
 }
+fn default_bandwidth() -> u64 {
+    1 << 30
+}
+fn default_refresh_secs() -> u64 {
+    3600
+}
+fn default_retry_secs() -> u64 {
+    60
+}
 fn default_log_level() -> String {
     "info".to_owned()
 }
@@ -328,7 +491,41 @@ impl Config {
         self.limits.validate()?;
         self.check_key_days()?;
         check_log_level(&self.log_level)?;
+        self.descriptor.validate()?;
+        if let Some(d) = &self.directory {
+            d.validate()?;
+        }
+        if self.bridge {
+            if self.listeners.or_port.is_none() {
+                return Err(ConfigError::BridgeNeeds("listeners.or_port"));
+            }
+            if self.advertised_ipv4().is_none() {
+                return Err(ConfigError::BridgeNeeds(
+                    "an IPv4 address to advertise (address, or or_port on a specific IPv4 address)",
+                ));
+            }
+            if self.directory.is_none() {
+                return Err(ConfigError::BridgeNeeds(
+                    "[directory] (bridge clients fetch their directory from their bridge)",
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The IPv4 address our server descriptor advertises: `address` if it is an IPv4
+    /// address, else the ORPort listener's address if it is a specific IPv4 address.
+    pub fn advertised_ipv4(&self) -> Option<std::net::Ipv4Addr> {
+        if let Some(a) = &self.address {
+            return match a.parse::<IpAddr>() {
+                Ok(IpAddr::V4(v4)) => Some(v4),
+                _ => None,
+            };
+        }
+        match self.listeners.or_port.map(|a| a.ip()) {
+            Some(IpAddr::V4(v4)) if !v4.is_unspecified() => Some(v4),
+            _ => None,
+        }
     }
 
     /// The onion key rotation period and grace period, in seconds.
@@ -577,6 +774,9 @@ ws = "127.0.0.1:9080"
         // The example spells out the defaults.
         assert_eq!(c.limits, Limits::default());
         assert_eq!(c.seed, SeedConfig::default());
+        assert_eq!(c.descriptor, DescriptorConfig::default());
+        assert!(!c.bridge);
+        assert_eq!(c.directory, None);
         assert_eq!(c.onion_key_lifetime_days, DEFAULT_ONION_KEY_LIFETIME_DAYS);
         assert_eq!(c.onion_key_grace_days, DEFAULT_ONION_KEY_GRACE_DAYS);
         assert!(!c.log_client_addresses);
@@ -898,6 +1098,164 @@ ws = "127.0.0.1:9080"
                 "{bad:?}: {err}"
             );
         }
+    }
+
+    const V3: &str = "27B6B5996C426270A5C95488AA5BCEB6BCC86956";
+    const V3B: &str = "ED03BB616EB2F60BEC80151114BB25CEF515B226";
+
+    fn with_directory(top: &str, listeners: &str, directory: &str) -> String {
+        format!(
+            "nickname = \"Tiny\"\ndata_dir = \"/tmp/x\"\n{top}\n[listeners]\n{listeners}\n[directory]\n{directory}\n"
+        )
+    }
+
+    #[test]
+    fn directory_section() {
+        let dir = format!(
+            "authorities = [\"127.0.0.1:7000\", \"127.0.0.1:7001\"]\nv3idents = [\"{V3}\", \"{}\"]\nretry_secs = 2",
+            V3B.to_lowercase()
+        );
+        let c = Config::from_toml_str(&with_directory("", "ws = \"127.0.0.1:1\"", &dir)).unwrap();
+        let d = c.directory.as_ref().unwrap();
+        assert_eq!(d.authorities.len(), 2);
+        assert_eq!((d.refresh_secs, d.retry_secs), (3600, 2));
+        let ids: Vec<String> = d.v3ident_ids().iter().map(ToString::to_string).collect();
+        assert_eq!(ids, [V3, V3B]);
+        assert_eq!(Config::from_toml_str(MINIMAL).unwrap().directory, None);
+
+        for (body, field) in [
+            (
+                format!("authorities = []\nv3idents = [\"{V3}\"]"),
+                "authorities",
+            ),
+            (
+                format!("authorities = [\"127.0.0.1:7\", \"127.0.0.1:7\"]\nv3idents = [\"{V3}\"]"),
+                "authorities",
+            ),
+            (
+                format!("authorities = [\"127.0.0.1:0\"]\nv3idents = [\"{V3}\"]"),
+                "authorities",
+            ),
+            (
+                "authorities = [\"127.0.0.1:7\"]\nv3idents = []".to_owned(),
+                "v3idents",
+            ),
+            (
+                "authorities = [\"127.0.0.1:7\"]\nv3idents = [\"abc\"]".to_owned(),
+                "v3idents",
+            ),
+            (
+                format!(
+                    "authorities = [\"127.0.0.1:7\"]\nv3idents = [\"{V3}\", \"{}\"]",
+                    V3.to_lowercase()
+                ),
+                "v3idents",
+            ),
+            (
+                format!("authorities = [\"127.0.0.1:7\"]\nv3idents = [\"{V3}\"]\nrefresh_secs = 9"),
+                "refresh_secs",
+            ),
+            (
+                format!("authorities = [\"127.0.0.1:7\"]\nv3idents = [\"{V3}\"]\nretry_secs = 0"),
+                "retry_secs",
+            ),
+        ] {
+            let text = with_directory("", "ws = \"127.0.0.1:1\"", &body);
+            match Config::from_toml_str(&text).unwrap_err() {
+                ConfigError::BadDirectory { field: f, .. } => assert_eq!(f, field, "{body}"),
+                e => panic!("{body}: {e}"),
+            }
+        }
+        // Both lists are required, unknown fields are refused.
+        for body in [
+            "authorities = [\"127.0.0.1:7\"]".to_owned(),
+            format!("v3idents = [\"{V3}\"]"),
+            format!("authorities = [\"127.0.0.1:7\"]\nv3idents = [\"{V3}\"]\nrefresh = 10"),
+        ] {
+            let text = with_directory("", "ws = \"127.0.0.1:1\"", &body);
+            assert!(matches!(
+                Config::from_toml_str(&text),
+                Err(ConfigError::Parse(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn descriptor_section() {
+        let c = Config::from_toml_str(MINIMAL).unwrap();
+        assert_eq!(c.descriptor, DescriptorConfig::default());
+        assert_eq!(c.descriptor.bandwidth_average, 1 << 30);
+        assert!(!c.bridge);
+        let text = format!(
+            "{MINIMAL}[descriptor]\ncontact = \"a@b\"\nbandwidth_average = 100\nbandwidth_burst = 200\n"
+        );
+        let d = Config::from_toml_str(&text).unwrap().descriptor;
+        assert_eq!(
+            (d.contact.as_deref(), d.bandwidth_average, d.bandwidth_burst),
+            (Some("a@b"), 100, 200)
+        );
+        for (body, field) in [
+            ("contact = \"\"", "contact"),
+            ("contact = \"a\\nb\"", "contact"),
+            ("bandwidth_average = 0", "bandwidth_average"),
+            (
+                "bandwidth_average = 10\nbandwidth_burst = 9",
+                "bandwidth_burst",
+            ),
+        ] {
+            let text = format!("{MINIMAL}[descriptor]\n{body}\n");
+            match Config::from_toml_str(&text).unwrap_err() {
+                ConfigError::BadDescriptor { field: f, .. } => assert_eq!(f, field, "{body}"),
+                e => panic!("{body}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn bridge_requirements() {
+        let dir = format!("authorities = [\"127.0.0.1:7000\"]\nv3idents = [\"{V3}\"]");
+        let ok = with_directory("bridge = true", "or_port = \"127.0.0.1:9001\"", &dir);
+        let c = Config::from_toml_str(&ok).unwrap();
+        assert!(c.bridge);
+        assert_eq!(c.advertised_ipv4(), Some([127, 0, 0, 1].into()));
+        for (text, needs) in [
+            (
+                with_directory("bridge = true", "ws = \"127.0.0.1:9001\"", &dir),
+                "listeners.or_port",
+            ),
+            (
+                with_directory("bridge = true", "or_port = \"0.0.0.0:9001\"", &dir),
+                "an IPv4",
+            ),
+            (
+                with_directory(
+                    "bridge = true\naddress = \"relay.example.net\"",
+                    "or_port = \"127.0.0.1:9001\"",
+                    &dir,
+                ),
+                "an IPv4",
+            ),
+            (
+                "nickname = \"a\"\ndata_dir = \"d\"\nbridge = true\n[listeners]\nor_port = \"127.0.0.1:9001\"\n"
+                    .to_owned(),
+                "[directory]",
+            ),
+        ] {
+            match Config::from_toml_str(&text).unwrap_err() {
+                ConfigError::BridgeNeeds(what) => assert!(what.starts_with(needs), "{what}"),
+                e => panic!("{text}: {e}"),
+            }
+        }
+        // An IPv4 `address` wins over the listener's.
+        let text = with_directory(
+            "bridge = true\naddress = \"192.0.2.7\"",
+            "or_port = \"0.0.0.0:9001\"",
+            &dir,
+        );
+        assert_eq!(
+            Config::from_toml_str(&text).unwrap().advertised_ipv4(),
+            Some([192, 0, 2, 7].into())
+        );
     }
 
     #[test]

@@ -8,11 +8,15 @@
 //! - [`link`]: the link task (one per link: cells, circuits, backpressure).
 //! - [`router`]: messages between link tasks, the link manager (links to other relays),
 //!   the relay keys as the link layer uses them.
-//! - [`exit`]: exit streams (BEGIN, RESOLVE) as tasks; [`dir`]: BEGIN_DIR.
+//! - [`exit`]: exit streams (BEGIN, RESOLVE) as tasks; [`dir`]: BEGIN_DIR (HTTP/1.0 directory
+//!   requests), [`descriptor`]: our signed server descriptor, [`dircache`]: the cached
+//!   consensus, certificates and microdescriptors of the configured network.
 //! - [`shutdown`], [`logging`]: graceful shutdown, logging with scrubbed client addresses.
 
 pub mod config;
+pub mod descriptor;
 pub mod dir;
+pub mod dircache;
 pub mod exit;
 pub mod keys;
 pub mod link;

@@ -152,6 +152,14 @@ impl Stream {
         }
     }
 
+    /// Take the next part of a directory answer into `pending` (an answer is copied
+    /// [`crate::dir::REPLY_CHUNK`] bytes at a time, not whole).
+    fn refill(&mut self) {
+        if let StreamKind::Dir(d) = &mut self.kind {
+            d.fill(&mut self.pending);
+        }
+    }
+
     /// Stop the stream's task, if any.
     fn abort(&self) {
         match &self.kind {
@@ -868,14 +876,16 @@ impl Link {
             self.refuse(id, stream, End::new(EndReason::RESOURCELIMIT));
             return;
         }
-        if let Some(reply) = dir_reply {
-            let reply = reply.build(&self.ctx);
+        if let Some(request) = dir_reply {
+            let reply = crate::dir::respond(&request, &self.ctx);
             if let Some(s) = self
                 .circuits
                 .get_mut(&id)
                 .and_then(|c| c.streams.get_mut(&stream))
             {
-                s.pending.extend_from_slice(&reply);
+                if let StreamKind::Dir(d) = &mut s.kind {
+                    d.set_reply(reply);
+                }
                 s.end_after = Some(End::new(EndReason::DONE));
             }
             self.pump(id, stream);
@@ -958,6 +968,7 @@ impl Link {
             return;
         };
         let mut gone = false;
+        s.refill();
         while !s.pending.is_empty() {
             let taken = match c.or.stream_data(&mut self.rng, stream, &s.pending) {
                 Ok(n) => n,
@@ -974,6 +985,7 @@ impl Link {
             if let StreamKind::Exit(e) = &s.kind {
                 e.credit.add_permits(taken);
             }
+            s.refill();
             // Move the cells out so the queue has room again.
             while let Some(msg) = c.or.poll_backward() {
                 if self

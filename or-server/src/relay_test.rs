@@ -534,11 +534,9 @@ async fn exit_policy_refusals() {
     relay.stop().await;
 }
 
-#[tokio::test]
-async fn begin_dir_gets_an_http_answer() {
-    let relay = Relay::start("", "").await;
-    let mut client = Client::tls(&relay).await;
-    let id = client.create(&relay.target(), HandshakeKind::Ntor).await;
+/// One directory request on a new BEGIN_DIR stream of circuit `id`: the response header
+/// and body (inflated if it says deflate), after checking that the stream ended with DONE.
+async fn dir_get(client: &mut Client, id: CircId, request: &str) -> (String, Vec<u8>) {
     let c = client.circs.get_mut(&id).unwrap();
     let s = c.begin_dir(&mut client.rng).unwrap();
     client.flush(id).await;
@@ -548,16 +546,7 @@ async fn begin_dir_gets_an_http_answer() {
         }
         other => panic!("{other:?}"),
     }
-    let (body, end) = client
-        .exchange(
-            id,
-            s,
-            b"GET /tor/server/authority HTTP/1.0\r\n\r\n",
-            usize::MAX,
-        )
-        .await;
-    let body = String::from_utf8(body).unwrap();
-    assert!(body.starts_with("HTTP/1.0 404 "), "{body}");
+    let (all, end) = client.exchange(id, s, request.as_bytes(), usize::MAX).await;
     assert!(
         matches!(
             end,
@@ -568,7 +557,194 @@ async fn begin_dir_gets_an_http_answer() {
         ),
         "{end:?}"
     );
+    let split = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8(all[..split].to_vec()).unwrap();
+    let body = all[split..].to_vec();
+    let body = if head.contains("\r\nContent-Encoding: deflate\r\n") {
+        crate::dir::inflate_bounded(&body, 1 << 20).unwrap()
+    } else {
+        body
+    };
+    (head, body)
+}
+
+/// A relay that is a bridge (its directory authority is nowhere: the cache stays empty).
+const BRIDGE_TOP: &str = "bridge = true\n[descriptor]\ncontact = \"test@example.net\"\n\
+    [directory]\nauthorities = [\"127.0.0.1:9\"]\n\
+    v3idents = [\"27B6B5996C426270A5C95488AA5BCEB6BCC86956\"]\nretry_secs = 3600";
+
+#[tokio::test]
+async fn begin_dir_serves_our_descriptor() {
+    let relay = Relay::start(BRIDGE_TOP, "").await;
+    let (fp, ed, ntor) = {
+        let k = relay.ctx.keys.read().unwrap();
+        (
+            k.rsa_fingerprint(),
+            k.ed_identity_public(),
+            *k.onion_keys().ntor_public(),
+        )
+    };
+    let mut client = Client::tls(&relay).await;
+    // As a C tor bridge client does: a one-hop CREATE_FAST circuit.
+    let id = client
+        .create(&relay.target(), HandshakeKind::CreateFast)
+        .await;
+
+    let (head, text) = dir_get(
+        &mut client,
+        id,
+        "GET /tor/server/authority HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.0 200 OK\r\n"), "{head}");
+    assert!(
+        head.contains("\r\nContent-Encoding: identity\r\n"),
+        "{head}"
+    );
+    let text = String::from_utf8(text).unwrap();
+    let d = onion_core::dir::ServerDescriptor::parse(&text).unwrap();
+    let now = now_unix();
+    d.check_valid_at(now).unwrap();
+    assert!(d.published() <= now && d.published() + 60 > now);
+    assert_eq!(d.nickname(), "T");
+    assert_eq!(d.or_addr(), relay.addrs.or_port.unwrap());
+    assert_eq!(*d.rsa_identity(), fp);
+    assert_eq!(*d.ed_identity(), ed);
+    assert_eq!(d.ntor_onion_key(), &ntor);
+    assert_eq!(d.bridge_distribution_request(), Some("none"));
+    assert!(d.is_tunnelled_dir_server());
+    assert_eq!(d.contact(), Some("test@example.net"));
+    assert!(
+        d.exit_policy()
+            .rejects_all(onion_core::policy::IpFamily::V4)
+    );
+    assert_eq!(d.bandwidth().average, 1 << 30);
+    assert_eq!(
+        d.digest(),
+        relay.ctx.descriptor.get().unwrap().digest(),
+        "the descriptor served is the one kept"
+    );
+
+    // What C tor asks for: `.z` with its Accept-Encoding: deflated, the same text.
+    let (head, z) = dir_get(
+        &mut client,
+        id,
+        "GET /tor/server/authority.z HTTP/1.0\r\nAccept-Encoding: deflate, identity, x-tor-lzma, x-zstd\r\n\r\n",
+    )
+    .await;
+    assert!(head.contains("\r\nContent-Encoding: deflate\r\n"), "{head}");
+    assert_eq!(z, text.as_bytes());
+    // By fingerprint (`.z` alone asks for deflate), and by digest.
+    let (head, z) = dir_get(
+        &mut client,
+        id,
+        &format!(
+            "GET /tor/server/fp/{}.z HTTP/1.0\r\n\r\n",
+            fp.to_string().to_lowercase()
+        ),
+    )
+    .await;
+    assert!(head.contains("\r\nContent-Encoding: deflate\r\n"), "{head}");
+    assert_eq!(z, text.as_bytes());
+    let (_, by_digest) = dir_get(
+        &mut client,
+        id,
+        &format!(
+            "GET /tor/server/d/{} HTTP/1.0\r\n\r\n",
+            hex::encode_upper(d.digest())
+        ),
+    )
+    .await;
+    assert_eq!(by_digest, text.as_bytes());
+    // HEAD: the header alone.
+    let (head, body) = dir_get(
+        &mut client,
+        id,
+        "HEAD /tor/server/authority HTTP/1.0\r\n\r\n",
+    )
+    .await;
+    assert!(
+        head.contains(&format!("Content-Length: {}\r\n", text.len())),
+        "{head}"
+    );
+    assert!(body.is_empty());
+
+    // What we do not have, and what we do not understand.
+    for (request, status) in [
+        (
+            "GET /tor/server/fp/27B6B5996C426270A5C95488AA5BCEB6BCC86956 HTTP/1.0\r\n\r\n",
+            "404",
+        ),
+        (
+            "GET /tor/server/d/0000000000000000000000000000000000000000.z HTTP/1.0\r\n\r\n",
+            "404",
+        ),
+        (
+            "GET /tor/status-vote/current/consensus-microdesc.z HTTP/1.0\r\n\r\n",
+            "404",
+        ),
+        ("GET /tor/keys/all HTTP/1.0\r\n\r\n", "404"),
+        ("GET /tor/server/fp/XYZ HTTP/1.0\r\n\r\n", "400"),
+        ("PUT /tor/server/authority HTTP/1.0\r\n\r\n", "400"),
+    ] {
+        let (head, body) = dir_get(&mut client, id, request).await;
+        assert!(
+            head.starts_with(&format!("HTTP/1.0 {status} ")),
+            "{request}: {head}"
+        );
+        assert!(body.is_empty());
+    }
+
+    // The onion keys rotate: a new descriptor with the new ntor key is served.
+    let later = std::time::SystemTime::now() + Duration::from_secs(8 * 86_400);
+    relay
+        .ctx
+        .keys
+        .write()
+        .unwrap()
+        .rotate_if_due(later, &mut test_rng())
+        .unwrap();
+    let new_ntor = *relay.ctx.keys.read().unwrap().onion_keys().ntor_public();
+    assert_ne!(new_ntor, ntor);
+    assert!(crate::descriptor::refresh(&relay.ctx, now_unix(), 0).unwrap());
+    assert!(
+        !crate::descriptor::refresh(&relay.ctx, now_unix(), 0).unwrap(),
+        "up to date"
+    );
+    let (_, text2) = dir_get(
+        &mut client,
+        id,
+        "GET /tor/server/authority HTTP/1.0\r\n\r\n",
+    )
+    .await;
+    let d2 =
+        onion_core::dir::ServerDescriptor::parse(std::str::from_utf8(&text2).unwrap()).unwrap();
+    assert_eq!(d2.ntor_onion_key(), &new_ntor);
+    assert_ne!(d2.digest(), d.digest());
+    // ... and at least every 18 hours.
+    assert!(
+        crate::descriptor::refresh(&relay.ctx, now_unix() + crate::descriptor::MAX_AGE, 0).unwrap()
+    );
     relay.stop().await;
+}
+
+#[tokio::test]
+async fn no_descriptor_without_an_or_port() {
+    // A WebSocket-only relay has nothing to advertise: 404.
+    let tmp = TempDir::new("ws-only");
+    let cfg = Config::from_toml_str(&format!(
+        "nickname = \"W\"\ndata_dir = {:?}\n[listeners]\nws = \"127.0.0.1:0\"\n",
+        tmp.path().join("data").to_str().unwrap()
+    ))
+    .unwrap();
+    let (_trigger, shutdown) = crate::shutdown::channel();
+    let server = Server::start(cfg, shutdown).await.unwrap();
+    let ctx = Arc::clone(server.context());
+    assert!(ctx.descriptor.get().is_none());
+    assert!(matches!(
+        crate::descriptor::build(&ctx, now_unix(), 0),
+        Err(crate::descriptor::DescriptorError::NoOrPort)
+    ));
 }
 
 /// What a client sees of a circuit the relay destroyed.

@@ -37,6 +37,9 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::config::Config;
+use crate::descriptor::{DescriptorError, DescriptorSlot};
+use crate::dir::DIR_RESPONSE_BUDGET;
+use crate::dircache::DirCache;
 use crate::keys::{KeyError, KeyStore, RotationPolicy, ensure_private_dir};
 use crate::link::{LinkSetup, run_link};
 use crate::logging::PeerAddr;
@@ -85,6 +88,9 @@ pub enum ServerError {
     /// `exit.policy` does not parse.
     #[error("exit.policy: {0}")]
     ExitPolicy(#[from] PolicyError),
+    /// Our server descriptor could not be made.
+    #[error("server descriptor: {0}")]
+    Descriptor(#[from] DescriptorError),
 }
 
 /// The operating system's RNG. Call [`check_os_rng`] once at startup: this panics if the
@@ -141,6 +147,16 @@ pub struct ServerContext {
     /// Our addresses, for NETINFO cells: `address` if it is an IP address, else the
     /// listeners' addresses that are not unspecified.
     pub my_addrs: Vec<IpAddr>,
+    /// The bound ORPort (Tor link TLS) listener's address, if there is one.
+    pub or_addr: Option<SocketAddr>,
+    /// When the relay started (for the descriptor's `uptime`).
+    pub started: SystemTime,
+    /// Our current server descriptor ([`crate::descriptor`]).
+    pub descriptor: DescriptorSlot,
+    /// The directory cache ([`crate::dircache`]); empty without `[directory]`.
+    pub dir_cache: DirCache,
+    /// Bytes of directory answers assembled per request, in flight (see [`crate::dir`]).
+    pub dir_budget: Arc<Semaphore>,
     link_slots: Arc<Semaphore>,
 }
 
@@ -228,6 +244,7 @@ impl Server {
             allow_internal: config.exit.allow_internal,
         });
         let my_addrs = my_addrs(&config);
+        let or_addr = or_port.as_ref().and_then(|l| l.local_addr().ok());
         let ctx = Arc::new(ServerContext {
             config,
             keys: Arc::new(RwLock::new(keys)),
@@ -237,12 +254,29 @@ impl Server {
             router: Router::default(),
             exit_guard,
             my_addrs,
+            or_addr,
+            started: SystemTime::now(),
+            descriptor: DescriptorSlot::default(),
+            dir_cache: DirCache::default(),
+            dir_budget: Arc::new(Semaphore::new(DIR_RESPONSE_BUDGET)),
             link_slots: Arc::new(Semaphore::new(max_links.min(Semaphore::MAX_PERMITS))),
         });
         // Make the certificates now rather than at the first link.
         ctx.router
             .relay_keys(&ctx)
             .map_err(|e| ServerError::Keys(KeyError::Generate(relay_keys_error(&e))))?;
+        // And our descriptor, if we can advertise an ORPort.
+        if or_addr.is_some() {
+            match ctx.config.advertised_ipv4() {
+                Some(_) => {
+                    crate::descriptor::refresh(&ctx, now_unix(), 0)?;
+                }
+                None => tracing::warn!(
+                    "no IPv4 address to advertise (address, or or_port on a specific IPv4 \
+                     address): no server descriptor"
+                ),
+            }
+        }
         Ok(Server {
             ctx,
             or_port,
@@ -309,6 +343,8 @@ impl Server {
             tasks.spawn(accept_loop(l, Transport::Wss(acceptor), Arc::clone(&ctx)));
         }
         tasks.spawn(rotation_loop(Arc::clone(&ctx)));
+        tasks.spawn(crate::descriptor::run(Arc::clone(&ctx)));
+        tasks.spawn(crate::dircache::run(Arc::clone(&ctx)));
         while let Some(done) = tasks.join_next().await {
             done?;
         }

@@ -188,6 +188,56 @@ fn check_ed_chain(
     Ok(EdChain { ed_id, expires })
 }
 
+/// What the certificates of an Ed25519-authenticated CERTS cell prove, before the checks
+/// particular to its leaf.
+struct EdCerts {
+    rsa_id: RsaIdentity,
+    rsa_id_sha256: [u8; 32],
+    /// The leaf certificate, already checked as signed by the certified signing key.
+    leaf: Ed25519Cert,
+    ed_id: Ed25519Identity,
+    /// When the first of the RSA identity certificate and the Ed25519 chain expires.
+    expires_unix: u64,
+}
+
+/// The checks shared by [`verify_responder_certs`] and [`verify_initiator_certs`]: exactly one
+/// each of types 2, 4, `leaf_type` and 7 (missing ones reported in that order), the RSA
+/// identity certificate ([`check_rsa_id_cert`]) and the Ed25519 chain ending on the leaf
+/// ([`check_ed_chain`]). `leaf_type` is [`cert_type::SIGNING_V_TLS_CERT`] or
+/// [`cert_type::SIGNING_V_LINK_AUTH`]; any other is reported missing.
+fn check_ed_certs(
+    certs: &[(u8, &[u8])],
+    leaf_type: u8,
+    now_unix: u64,
+) -> Result<EdCerts, CertError> {
+    let p = ParsedCerts::parse(certs)?;
+    let rsa_id_cert = required(p.rsa_id, cert_type::RSA_ID_X509)?;
+    let id_signing = required(p.id_signing, cert_type::IDENTITY_V_SIGNING)?;
+    let leaf = match leaf_type {
+        cert_type::SIGNING_V_TLS_CERT => p.signing_tls,
+        cert_type::SIGNING_V_LINK_AUTH => p.signing_auth,
+        _ => None,
+    };
+    let leaf = required(leaf, leaf_type)?;
+    let crosscert = required(p.crosscert, cert_type::RSA_ID_V_IDENTITY)?;
+
+    let (rsa_id, rsa_id_sha256) = check_rsa_id_cert(&rsa_id_cert, now_unix)?;
+    let chain = check_ed_chain(
+        &id_signing,
+        &leaf,
+        &crosscert,
+        rsa_id_cert.public_key(),
+        now_unix,
+    )?;
+    Ok(EdCerts {
+        rsa_id,
+        rsa_id_sha256,
+        leaf,
+        ed_id: chain.ed_id,
+        expires_unix: chain.expires.min(rsa_id_cert.not_after()),
+    })
+}
+
 fn check_expected(
     expected: Option<&ExpectedIdentity>,
     rsa_id: &RsaIdentity,
@@ -255,20 +305,13 @@ fn verify_responder_certs_inner(
     now_unix: u64,
     expected: Option<&ExpectedIdentity>,
 ) -> Result<VerifiedRelay, CertError> {
-    let p = ParsedCerts::parse(certs)?;
-    let rsa_id_cert = required(p.rsa_id, cert_type::RSA_ID_X509)?;
-    let id_signing = required(p.id_signing, cert_type::IDENTITY_V_SIGNING)?;
-    let signing_tls = required(p.signing_tls, cert_type::SIGNING_V_TLS_CERT)?;
-    let crosscert = required(p.crosscert, cert_type::RSA_ID_V_IDENTITY)?;
-
-    let (rsa_id, rsa_id_sha256) = check_rsa_id_cert(&rsa_id_cert, now_unix)?;
-    let chain = check_ed_chain(
-        &id_signing,
-        &signing_tls,
-        &crosscert,
-        rsa_id_cert.public_key(),
-        now_unix,
-    )?;
+    let EdCerts {
+        rsa_id,
+        rsa_id_sha256,
+        leaf: signing_tls,
+        ed_id,
+        expires_unix,
+    } = check_ed_certs(certs, cert_type::SIGNING_V_TLS_CERT, now_unix)?;
     // Before 0.4.5.1-alpha C tor wrote key type 1 here; accept it as the spec asks.
     if !matches!(
         signing_tls.key_type(),
@@ -284,12 +327,12 @@ fn verify_responder_certs_inner(
     {
         return Err(CertError::TlsCertMismatch);
     }
-    check_expected(expected, &rsa_id, Some(&chain.ed_id))?;
+    check_expected(expected, &rsa_id, Some(&ed_id))?;
     Ok(VerifiedRelay {
         rsa_id,
         rsa_id_sha256,
-        ed_id: Some(chain.ed_id),
-        expires_unix: chain.expires.min(rsa_id_cert.not_after()),
+        ed_id: Some(ed_id),
+        expires_unix,
     })
 }
 
@@ -336,33 +379,26 @@ pub fn verify_initiator_certs(
     now_unix: u64,
     expected: Option<&ExpectedIdentity>,
 ) -> Result<VerifiedInitiator, CertError> {
-    let p = ParsedCerts::parse(certs)?;
-    let rsa_id_cert = required(p.rsa_id, cert_type::RSA_ID_X509)?;
-    let id_signing = required(p.id_signing, cert_type::IDENTITY_V_SIGNING)?;
-    let signing_auth = required(p.signing_auth, cert_type::SIGNING_V_LINK_AUTH)?;
-    let crosscert = required(p.crosscert, cert_type::RSA_ID_V_IDENTITY)?;
-
-    let (rsa_id, rsa_id_sha256) = check_rsa_id_cert(&rsa_id_cert, now_unix)?;
-    let chain = check_ed_chain(
-        &id_signing,
-        &signing_auth,
-        &crosscert,
-        rsa_id_cert.public_key(),
-        now_unix,
-    )?;
+    let EdCerts {
+        rsa_id,
+        rsa_id_sha256,
+        leaf: signing_auth,
+        ed_id,
+        expires_unix,
+    } = check_ed_certs(certs, cert_type::SIGNING_V_LINK_AUTH, now_unix)?;
     let link_auth_key = signing_auth
         .certified_ed25519()
         .ok_or(CertError::WrongKeyType {
             cert_type: cert_type::SIGNING_V_LINK_AUTH,
             key_type: signing_auth.key_type(),
         })?;
-    check_expected(expected, &rsa_id, Some(&chain.ed_id))?;
+    check_expected(expected, &rsa_id, Some(&ed_id))?;
     Ok(VerifiedInitiator {
         rsa_id,
         rsa_id_sha256,
-        ed_id: chain.ed_id,
+        ed_id,
         link_auth_key,
-        expires_unix: chain.expires.min(rsa_id_cert.not_after()),
+        expires_unix,
     })
 }
 

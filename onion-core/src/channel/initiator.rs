@@ -27,7 +27,7 @@ use rsa::traits::PublicKeyParts;
 use sha2::{Digest, Sha256};
 use signature::Signer;
 
-use super::reader::{CellReader, Outbox, decode_cell};
+use super::reader::{CellReader, HandshakePhase, HandshakeSide, Outbox, decode_cell, read_cells};
 use super::{
     Channel, ChannelError, ChannelInfo, CircIdRange, PeerAuth, Role, TlsBinding, check_versions,
     clock_skew, netinfo_addr, netinfo_time, peer_netinfo,
@@ -109,7 +109,7 @@ impl std::fmt::Debug for OurAuth {
 
 /// Where the handshake is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
+pub(super) enum Phase {
     /// Waiting for the responder's VERSIONS.
     Versions,
     /// Waiting for CERTS.
@@ -120,7 +120,7 @@ enum Phase {
     Done,
 }
 
-impl Phase {
+impl HandshakePhase for Phase {
     fn name(self) -> &'static str {
         match self {
             Phase::Versions => "before VERSIONS",
@@ -274,35 +274,11 @@ impl Initiator {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        let r = self.handle_input_inner(now_unix, bytes);
+        let r = read_cells(self, now_unix, bytes);
         if let Err(e) = &r {
             self.failed = Some(e.clone());
         }
         r
-    }
-
-    fn handle_input_inner(&mut self, now_unix: u64, bytes: &[u8]) -> Result<usize, ChannelError> {
-        let mut used = 0;
-        while self.phase != Phase::Done {
-            let phase = self.phase;
-            let rest = bytes.get(used..).unwrap_or_default();
-            let (n, cell) = self.reader.read(self.codec, rest, |cmd| {
-                if phase.allows(cmd) {
-                    Ok(())
-                } else {
-                    Err(ChannelError::UnexpectedCell {
-                        cmd,
-                        state: phase.name(),
-                    })
-                }
-            })?;
-            used += n;
-            match cell {
-                Some(raw) => self.process(now_unix, &raw)?,
-                None => break,
-            }
-        }
-        Ok(used)
     }
 
     fn process(&mut self, now_unix: u64, raw: &[u8]) -> Result<(), ChannelError> {
@@ -483,6 +459,22 @@ fn sign_auth0003(fields: Auth0003Fields, rand: [u8; 24], key: &SigningKey) -> Ve
     signed.truncate(signed.len().saturating_sub(a.sig.len()));
     a.sig = key.sign(&signed).to_bytes();
     a.encode()
+}
+
+impl HandshakeSide for Initiator {
+    type Phase = Phase;
+
+    fn reading_phase(&self) -> Option<Phase> {
+        (self.phase != Phase::Done).then_some(self.phase)
+    }
+
+    fn reader(&mut self) -> (&mut CellReader, ChannelCodec) {
+        (&mut self.reader, self.codec)
+    }
+
+    fn handle_cell(&mut self, now_unix: u64, raw: &[u8]) -> Result<(), ChannelError> {
+        self.process(now_unix, raw)
+    }
 }
 
 #[cfg(test)]

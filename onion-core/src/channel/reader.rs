@@ -84,6 +84,61 @@ impl CellReader {
     }
 }
 
+/// A handshake phase, as [`read_cells`] checks it.
+pub(super) trait HandshakePhase: Copy {
+    /// The phase as errors name it.
+    fn name(self) -> &'static str;
+
+    /// Whether the peer may send `cmd` now (order and duplicates are checked later).
+    fn allows(self, cmd: ChanCmd) -> bool;
+}
+
+/// One side of the link handshake, fed whole cells by [`read_cells`].
+pub(super) trait HandshakeSide {
+    /// The side's phases.
+    type Phase: HandshakePhase;
+
+    /// The current phase, or `None` once the side reads no more handshake cells.
+    fn reading_phase(&self) -> Option<Self::Phase>;
+
+    /// The cell reader, and the codec of the link version in force.
+    fn reader(&mut self) -> (&mut CellReader, ChannelCodec);
+
+    /// Handle one whole cell, received at `now_unix`.
+    fn handle_cell(&mut self, now_unix: u64, raw: &[u8]) -> Result<(), ChannelError>;
+}
+
+/// Feed `bytes` to `side` one whole cell at a time for as long as it reads handshake cells,
+/// refusing a cell its phase does not allow as soon as the cell's header is in. Returns how
+/// many bytes were consumed: the rest belong to the channel.
+pub(super) fn read_cells<S: HandshakeSide>(
+    side: &mut S,
+    now_unix: u64,
+    bytes: &[u8],
+) -> Result<usize, ChannelError> {
+    let mut used = 0;
+    while let Some(phase) = side.reading_phase() {
+        let rest = bytes.get(used..).unwrap_or_default();
+        let (reader, codec) = side.reader();
+        let (n, cell) = reader.read(codec, rest, |cmd| {
+            if phase.allows(cmd) {
+                Ok(())
+            } else {
+                Err(ChannelError::UnexpectedCell {
+                    cmd,
+                    state: phase.name(),
+                })
+            }
+        })?;
+        used += n;
+        match cell {
+            Some(raw) => side.handle_cell(now_unix, &raw)?,
+            None => break,
+        }
+    }
+    Ok(used)
+}
+
 /// Decode one whole cell read by [`CellReader`], and check its circuit ID.
 pub(super) fn decode_cell(codec: ChannelCodec, raw: &[u8]) -> Result<ChanCell, ChannelError> {
     let cell = codec.decode_one(raw)?;

@@ -30,7 +30,7 @@ use rand_core::CryptoRng;
 use rsa::traits::PublicKeyParts;
 use sha2::{Digest, Sha256};
 
-use super::reader::{CellReader, Outbox, decode_cell};
+use super::reader::{CellReader, HandshakePhase, HandshakeSide, Outbox, decode_cell, read_cells};
 use super::{
     Channel, ChannelError, ChannelInfo, CircIdRange, PeerAuth, Role, TlsBinding, check_versions,
     clock_skew, netinfo_addr, netinfo_time, peer_netinfo,
@@ -81,7 +81,7 @@ pub struct ExporterRequest {
 
 /// Where the handshake is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
+pub(super) enum Phase {
     /// Waiting for the initiator's VERSIONS.
     Versions,
     /// Ours are sent; waiting for CERTS + AUTHENTICATE + NETINFO, or NETINFO.
@@ -92,7 +92,7 @@ enum Phase {
     Done,
 }
 
-impl Phase {
+impl HandshakePhase for Phase {
     fn name(self) -> &'static str {
         match self {
             Phase::Versions => "before VERSIONS",
@@ -235,35 +235,11 @@ impl Responder {
                 "provide the TLS exporter value before more input",
             ));
         }
-        let r = self.handle_input_inner(now_unix, bytes);
+        let r = read_cells(self, now_unix, bytes);
         if let Err(e) = &r {
             self.failed = Some(e.clone());
         }
         r
-    }
-
-    fn handle_input_inner(&mut self, now_unix: u64, bytes: &[u8]) -> Result<usize, ChannelError> {
-        let mut used = 0;
-        while matches!(self.phase, Phase::Versions | Phase::Initiator) {
-            let phase = self.phase;
-            let rest = bytes.get(used..).unwrap_or_default();
-            let (n, cell) = self.reader.read(self.codec, rest, |cmd| {
-                if phase.allows(cmd) {
-                    Ok(())
-                } else {
-                    Err(ChannelError::UnexpectedCell {
-                        cmd,
-                        state: phase.name(),
-                    })
-                }
-            })?;
-            used += n;
-            match cell {
-                Some(raw) => self.process(now_unix, &raw)?,
-                None => break,
-            }
-        }
-        Ok(used)
     }
 
     fn process(&mut self, now_unix: u64, raw: &[u8]) -> Result<(), ChannelError> {
@@ -458,6 +434,22 @@ impl Responder {
             peer_modulus,
         );
         Ok((Channel::new(info.link_version, range)?, info))
+    }
+}
+
+impl HandshakeSide for Responder {
+    type Phase = Phase;
+
+    fn reading_phase(&self) -> Option<Phase> {
+        matches!(self.phase, Phase::Versions | Phase::Initiator).then_some(self.phase)
+    }
+
+    fn reader(&mut self) -> (&mut CellReader, ChannelCodec) {
+        (&mut self.reader, self.codec)
+    }
+
+    fn handle_cell(&mut self, now_unix: u64, raw: &[u8]) -> Result<(), ChannelError> {
+        self.process(now_unix, raw)
     }
 }
 

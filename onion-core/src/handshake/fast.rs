@@ -84,17 +84,25 @@ pub(crate) fn client_keys(
 
 /// Parse `Y | KH` (exactly [`FAST_S_HANDSHAKE_LEN`] bytes).
 pub(crate) fn parse_reply(reply: &[u8]) -> HandshakeResult<([u8; HASH_LEN], [u8; HASH_LEN])> {
-    const WHAT: &str = "CREATED_FAST(_WS) reply must be Y | KH (40 bytes)";
-    let mut r = Reader::new(reply);
-    let y = r
-        .take_array::<HASH_LEN>()
-        .map_err(|_| HandshakeError::Malformed(WHAT))?;
-    let kh = r
-        .take_array::<HASH_LEN>()
-        .map_err(|_| HandshakeError::Malformed(WHAT))?;
+    split_pair(reply, "CREATED_FAST(_WS) reply must be Y | KH (40 bytes)")
+}
+
+/// Split `bytes` into exactly `A | B` bytes (a reply `Y | KH` or `g^y | KH`); any other length
+/// is [`HandshakeError::Malformed`]`(what)`.
+pub(crate) fn split_pair<const A: usize, const B: usize>(
+    bytes: &[u8],
+    what: &'static str,
+) -> HandshakeResult<([u8; A], [u8; B])> {
+    let mut r = Reader::new(bytes);
+    let a = r
+        .take_array::<A>()
+        .map_err(|_| HandshakeError::Malformed(what))?;
+    let b = r
+        .take_array::<B>()
+        .map_err(|_| HandshakeError::Malformed(what))?;
     r.should_be_exhausted()
-        .map_err(|_| HandshakeError::Malformed(WHAT))?;
-    Ok((y, kh))
+        .map_err(|_| HandshakeError::Malformed(what))?;
+    Ok((a, b))
 }
 
 /// Generate a fresh random 20-byte value (X or Y).

@@ -37,7 +37,7 @@ use rsa::{BoxedUint, PrivateKey, PublicKey};
 use sha1::Sha1;
 use zeroize::Zeroizing;
 
-use super::fast::{check_kh, kdf_tor_keys};
+use super::fast::{check_kh, kdf_tor_keys, split_pair};
 use super::{HandshakeError, HandshakeResult};
 use crate::crypto::dh::{self, DH_LEN, DhError, DhKeypair, SharedSecret};
 use crate::crypto::keys::{HASH_LEN, HopKeys, KEY_LEN};
@@ -194,17 +194,7 @@ fn hybrid_decrypt<R: CryptoRng + ?Sized>(
 
 /// Parse the relay's reply `g^y | KH` (exactly [`TAP_S_HANDSHAKE_LEN`] bytes).
 fn parse_reply(reply: &[u8]) -> HandshakeResult<([u8; DH_LEN], [u8; HASH_LEN])> {
-    const WHAT: &str = "TAP reply must be g^y | KH (148 bytes)";
-    let mut r = onion_cell::bytes::Reader::new(reply);
-    let gy = r
-        .take_array::<DH_LEN>()
-        .map_err(|_| HandshakeError::Malformed(WHAT))?;
-    let kh = r
-        .take_array::<HASH_LEN>()
-        .map_err(|_| HandshakeError::Malformed(WHAT))?;
-    r.should_be_exhausted()
-        .map_err(|_| HandshakeError::Malformed(WHAT))?;
-    Ok((gy, kh))
+    split_pair(reply, "TAP reply must be g^y | KH (148 bytes)")
 }
 
 /// The client's secret between [`client1`] and [`client2`]: its DH key pair.

@@ -419,13 +419,14 @@ mod test {
             );
         }
 
-        // 300 kB: more than a stream window, so SENDMEs cross our OR both ways.
-        let body: Arc<Vec<u8>> = Arc::new((0..300_000u32).map(|i| (i * 7 % 251) as u8).collect());
+        // 10 MB: many stream and circuit windows, so SENDMEs cross our OR both ways.
+        let body: Arc<Vec<u8>> =
+            Arc::new((0..10_000_000u32).map(|i| (i * 7 % 251) as u8).collect());
         let server = http_server(Arc::clone(&body)).await;
         let url = format!("http://127.0.0.1:{}/file", server.port());
         let out = tokio::task::spawn_blocking(move || {
             Command::new("curl")
-                .args(["-sS", "--max-time", "60", "--socks5-hostname"])
+                .args(["-sS", "--max-time", "120", "--socks5-hostname"])
                 .arg(format!("127.0.0.1:{socks}"))
                 .arg(url)
                 .output()

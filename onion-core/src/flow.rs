@@ -440,6 +440,9 @@ impl CircuitReceiver {
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use crate::crypto::keys::HopKeys;
     use crate::crypto::relay::{ClientCrypt, HopNum, RELAY_BODY_LEN, RelayLayer};

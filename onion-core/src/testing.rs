@@ -1,5 +1,8 @@
 //! Helpers shared by this crate's unit tests.
 
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_core::UnwrapErr;

@@ -155,6 +155,9 @@ fn signed_digest(signed: &[u8]) -> [u8; 32] {
 
 #[cfg(test)]
 pub(crate) mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use crate::testing::seeded_rng;
     use ::rsa::pkcs1::DecodeRsaPublicKey;

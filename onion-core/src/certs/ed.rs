@@ -358,6 +358,9 @@ impl Ed25519CertBuilder {
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use crate::certs::{cert_type, key_type};
     use crate::testing::seeded_rng;

@@ -154,6 +154,9 @@ impl fmt::Debug for Ed25519Identity {
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use ::rsa::pkcs1::DecodeRsaPublicKey;
     use hex::FromHex;

@@ -455,6 +455,9 @@ fn make_cert<R: CryptoRng + ?Sized>(
 
 #[cfg(test)]
 pub(crate) mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use crate::certs::cert_type;
     use crate::testing::seeded_rng;

@@ -155,6 +155,9 @@ impl CircIdAllocator {
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use std::collections::HashSet;
 
     use super::*;

@@ -479,6 +479,9 @@ impl HandshakeSide for Initiator {
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use crate::channel::testutil::*;
 

@@ -56,7 +56,7 @@ mod open;
 mod reader;
 mod responder;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 pub use circid::{CircIdAllocator, CircIdRange, MAX_CIRC_ID_ATTEMPTS};
 pub use initiator::{Initiator, InitiatorConfig, RelayAuth};
@@ -304,6 +304,9 @@ fn netinfo_addr(ip: Option<IpAddr>) -> onion_cell::link::NetinfoAddr {
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use onion_cell::chancell::{ChanCell, ChanMsg, Create2, Created2, Padding, Vpadding};
     use onion_cell::codec::ChannelCodec;
 

@@ -163,6 +163,9 @@ impl Channel {
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use onion_cell::chancell::{
         Create2, CreateFast, Created2, Destroy, DestroyReason, Padding, Relay, Unrecognized,
         Vpadding,

@@ -193,6 +193,9 @@ impl Outbox {
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use onion_cell::codec::MAX_CELL_LEN;
 

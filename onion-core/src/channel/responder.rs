@@ -455,6 +455,9 @@ impl HandshakeSide for Responder {
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use proptest::prelude::*;
 
     use super::*;

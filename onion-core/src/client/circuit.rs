@@ -3,8 +3,9 @@
 
 use std::collections::VecDeque;
 
+use onion_cell::bytes::EncodeError;
 use onion_cell::chancell::{
-    ChanCmd, ChanMsg, Create, Create2, CreateFast, CreateFastWs, Destroy, DestroyReason,
+    ChanCmd, ChanMsg, Create, Create2, CreateFast, CreateFastWs, Destroy, DestroyReason, RelayWs,
 };
 use onion_cell::relaycell::{
     Address, Begin, BeginDir, BeginFlags, Connected, Data, Dialect, End, EndReason, Extend,
@@ -1023,6 +1024,67 @@ impl ClientCircuit {
             Ok(d) => Ok(d),
             Err(e) => Err(self.fail(e)),
         }
+    }
+
+    /// Queue one of the seed's messages (RELAY_ASSOCIATE, RELAY_WS, RELAY_INFO) for hop 1 in
+    /// a RELAY cell, on stream id `sid`. Only when hop 1 is ours
+    /// ([`CircuitConfig::hop1_is_ours`]); a message longer than a RELAY cell takes
+    /// [`ClientCircuit::seed_ws_cell`].
+    pub fn send_seed<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        sid: StreamId,
+        msg: RelayMsg,
+    ) -> Result<(), CircuitError> {
+        self.check_seed(&msg)?;
+        self.check_room(1)?;
+        self.originate_checked(rng, HopNum::FIRST, sid, msg, Early::Auto)
+            .map(|_| ())
+    }
+
+    /// One of the seed's messages for hop 1 in a RELAY_WS cell (variable length, up to
+    /// 65535 bytes of relay data), encrypted: send it at once, before anything else the
+    /// circuit queues. The outgoing queue must be empty (drain it with
+    /// [`ClientCircuit::poll_outgoing`] first), else [`CircuitError::QueueFull`], because the
+    /// cells must leave in the order they were encrypted.
+    pub fn seed_ws_cell(&mut self, sid: StreamId, msg: RelayMsg) -> Result<ChanMsg, CircuitError> {
+        self.check_seed(&msg)?;
+        if !self.out.is_empty() {
+            return Err(CircuitError::QueueFull);
+        }
+        let mut body = RelayCell::new(sid, msg)
+            .and_then(|c| c.encode_ws())
+            .map_err(CircuitError::Encode)?;
+        if body.len() < RelayWs::MIN_LEN || body.len() > RelayWs::MAX_LEN {
+            return Err(CircuitError::Encode(EncodeError::BadValue(
+                "RELAY_WS body length",
+            )));
+        }
+        if let Err(e) = self.crypt.encrypt(&mut body, HopNum::FIRST) {
+            return Err(self.fail(CircuitError::Crypt(e)));
+        }
+        let cell = RelayWs::new(body)
+            .map_err(|_| self.fail(CircuitError::Internal("encrypted RELAY_WS body rejected")))?;
+        Ok(ChanMsg::RelayWs(cell))
+    }
+
+    /// The circuit is open, hop 1 is ours, and `msg` is one of the seed's.
+    fn check_seed(&self, msg: &RelayMsg) -> Result<(), CircuitError> {
+        self.check_open()?;
+        if !self.config.hop1_is_ours {
+            return Err(CircuitError::Encode(EncodeError::BadValue(
+                "seed messages only go to our own ORs (hop1_is_ours)",
+            )));
+        }
+        if !matches!(
+            msg,
+            RelayMsg::Associate(_) | RelayMsg::WsStream(_) | RelayMsg::Info(_)
+        ) {
+            return Err(CircuitError::Encode(EncodeError::BadValue(
+                "not one of the seed's messages",
+            )));
+        }
+        Ok(())
     }
 
     /// Encode `msg` on `sid` (4 zero bytes then random padding), encrypt it for `hop` and

@@ -61,6 +61,8 @@ mod fake;
 #[cfg(test)]
 mod test;
 #[cfg(test)]
+mod seed_test;
+#[cfg(test)]
 mod test_or;
 
 pub use circuit::{ClientCircuit, PendingCircuit};

@@ -296,6 +296,9 @@ fn check_server_message(sm: &[u8]) -> Result<(), HandshakeError> {
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
 

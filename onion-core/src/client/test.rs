@@ -2,6 +2,9 @@
 //! 1 to 5 hops, a megabyte each way with SENDME v1, window exhaustion, stream ends,
 //! TRUNCATED, DESTROY, tampering, protocol violations and caller misuse.
 
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
 use std::net::{IpAddr, Ipv4Addr};
 
 use onion_cell::chancell::{ChanCmd, ChanMsg, Created2, CreatedFast, Destroy, DestroyReason};

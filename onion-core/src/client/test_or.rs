@@ -3,6 +3,9 @@
 //! by creating the next hop's circuit, BEGIN answered with CONNECTED, DATA echoed by the
 //! exit within its windows).
 
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 

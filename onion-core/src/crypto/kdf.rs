@@ -49,6 +49,9 @@ pub fn kdf_rfc5869(
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
 
     fn h(s: &str) -> Vec<u8> {

@@ -453,6 +453,9 @@ impl ClientCrypt {
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use rand::{Rng, RngExt};
 

@@ -234,6 +234,9 @@ impl AuthorityCert {
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use crate::dir::encode::parse_time;
 

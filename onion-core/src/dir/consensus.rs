@@ -906,6 +906,9 @@ fn parse_router(entry: &[Item<'_>], flavor: Flavor) -> DirResult<RouterStatus> {
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use crate::dir::encode::{b64_unpadded, parse_time};
 

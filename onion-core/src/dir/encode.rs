@@ -326,6 +326,9 @@ pub fn hex20(s: &str) -> Option<[u8; 20]> {
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
 
     #[test]

@@ -385,6 +385,9 @@ fn read_object<'a>(lines: &mut Lines<'a>, limits: &Limits) -> DirResult<Object<'
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use proptest::prelude::*;
 

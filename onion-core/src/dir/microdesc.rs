@@ -229,6 +229,9 @@ impl Microdesc {
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use crate::dir::Consensus;
     use crate::dir::encode::b64_decode_array;

@@ -176,6 +176,9 @@ pub fn check_ntor_crosscert(
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use crate::testing::seeded_rng;
     use ed25519_dalek::{Signer, SigningKey};

@@ -793,6 +793,9 @@ impl ServerDescriptor {
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use crate::testing::seeded_rng;
     use ed25519_dalek::SigningKey;

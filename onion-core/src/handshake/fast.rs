@@ -167,6 +167,9 @@ pub fn client2(state: FastClientState, reply: &[u8]) -> HandshakeResult<HopKeys>
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use crate::testing::{seeded_rng, test_rng};
 

@@ -114,6 +114,9 @@ pub fn client2(state: FastWsClientState, reply: &[u8]) -> HandshakeResult<HopKey
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use crate::handshake::fast;
     use crate::handshake::tap::test::test_keys;

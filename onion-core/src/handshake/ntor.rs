@@ -299,6 +299,9 @@ fn derive(
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use crate::testing::{seeded_rng, test_rng};
 

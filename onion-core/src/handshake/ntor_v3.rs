@@ -238,6 +238,9 @@ pub fn decode_extensions(msg: &[u8]) -> DecodeResult<Vec<NtorV3Extension>> {
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use proptest::prelude::*;
 

@@ -310,6 +310,9 @@ pub fn client2_from_secret(secret: &SharedSecret, reply: &[u8]) -> HandshakeResu
 
 #[cfg(test)]
 pub(crate) mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use crate::crypto::dh::test::{GX, GY, kat_keypairs};
     use crate::testing::{seeded_rng, test_rng};

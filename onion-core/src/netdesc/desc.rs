@@ -404,6 +404,9 @@ fn parse_tor_authorities(v: Value, path: &str) -> Result<Vec<TorAuthority>, Bad>
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use crate::client::HandshakeKind;
 

@@ -265,6 +265,9 @@ pub(crate) fn version(doc: &Value) -> Result<u64, Bad> {
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use serde::Serialize;
 

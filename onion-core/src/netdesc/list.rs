@@ -493,6 +493,9 @@ fn write_relay(r: &ListedRelay, path: &str) -> Result<RawRelay, Bad> {
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use crate::netdesc::{DescError, NetworkDescription};
     use crate::policy::{PolicyAction, PolicyError, PortRange};

@@ -266,6 +266,9 @@ pub(crate) fn parse_port(p: &str) -> Option<u16> {
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use proptest::prelude::*;
 

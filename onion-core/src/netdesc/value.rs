@@ -223,6 +223,9 @@ pub(crate) fn write_tap_key(key: &RsaPublicKey) -> Option<String> {
 
 #[cfg(test)]
 pub(crate) mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
 
     /// The TAP key of the examples, as base64 DER.

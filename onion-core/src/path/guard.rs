@@ -415,6 +415,9 @@ fn retry_delay(failing_for: u64, primary: bool) -> u64 {
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use std::collections::BTreeSet;
 
     use proptest::prelude::*;

@@ -343,6 +343,9 @@ impl RelaySet {
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use crate::client::HandshakeKind;
     use crate::path::testutil::{fixture_mds, fixture_set};

@@ -252,6 +252,9 @@ pub fn select_path<R: CryptoRng + ?Sized>(
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use std::collections::BTreeMap;
     use std::net::Ipv4Addr;
 

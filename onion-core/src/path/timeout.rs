@@ -227,6 +227,9 @@ impl BuildTimeEstimator {
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use proptest::prelude::*;
 
     use super::*;

@@ -180,6 +180,9 @@ pub(crate) fn server_handshake<R: CryptoRng + ?Sized>(
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
 
     #[test]

@@ -191,6 +191,9 @@ impl OnionKeys {
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use crate::handshake::tap::test::test_keys;
     use crate::testing::seeded_rng;

@@ -2,6 +2,9 @@
 //! ([`ClientCrypt`], the handshakes' client functions, [`RelayCell`] encoding, the flow
 //! control accounting): deterministic, in memory, real crypto.
 
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
 use std::net::{IpAddr, Ipv4Addr};
 
 use onion_cell::chancell::{
@@ -1757,6 +1760,8 @@ mod hostile {
     use proptest::prelude::*;
 
     use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     /// One hostile input: a plaintext body for hop 1 (encrypted properly, so that it is
     /// recognized and reaches the dispatcher), or raw ciphertext.

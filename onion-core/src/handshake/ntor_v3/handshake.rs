@@ -438,6 +438,9 @@ fn auth(
 
 #[cfg(test)]
 mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::super::{
         CIRCUIT_EXTEND_VERIFICATION, NtorV3Extension, decode_extensions, encode_extensions,
     };

@@ -59,6 +59,9 @@ enum CircCmd {
         port: u16,
         reply: oneshot::Sender<Result<DataStream, OpError>>,
     },
+    BeginDir {
+        reply: oneshot::Sender<Result<DataStream, OpError>>,
+    },
     /// Close the circuit for this reason.
     Close(CircuitClosed),
     /// A caller gave up waiting: forget what nobody waits for any more.
@@ -87,6 +90,7 @@ impl std::fmt::Debug for CircCmdBox {
         f.write_str(match self.0 {
             CircCmd::Extend { .. } => "Extend",
             CircCmd::Begin { .. } => "Begin",
+            CircCmd::BeginDir { .. } => "BeginDir",
             CircCmd::Close(_) => "Close",
             CircCmd::Wake => "Wake",
         })
@@ -166,6 +170,22 @@ impl Circuit {
             Err(_) => {
                 // The task ends the stream (best effort: if the queue is full, it does so at
                 // its next wake-up).
+                let _ = self.cmd.try_send(CircCmdBox(CircCmd::Wake));
+                Err(OpError::Timeout("waiting for RELAY_CONNECTED"))
+            }
+        }
+    }
+
+    /// Open a directory stream to the last hop (RELAY_BEGIN_DIR) and wait for
+    /// RELAY_CONNECTED (at most [`LinkConfig::begin_timeout`](crate::LinkConfig)): an HTTP/1.0
+    /// request to the relay's directory server goes over it.
+    pub async fn begin_dir(&self) -> Result<DataStream, OpError> {
+        let (reply, rx) = oneshot::channel();
+        self.command(CircCmd::BeginDir { reply }).await?;
+        match tokio::time::timeout(self.link.config.begin_timeout, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(self.gone()),
+            Err(_) => {
                 let _ = self.cmd.try_send(CircCmdBox(CircCmd::Wake));
                 Err(OpError::Timeout("waiting for RELAY_CONNECTED"))
             }
@@ -536,6 +556,23 @@ impl CircTask {
                     return Ok(());
                 }
                 match self.circ.begin(&mut self.rng, addr, port, BeginFlags::NONE) {
+                    Ok(sid) => {
+                        self.begins.insert(sid, reply);
+                    }
+                    Err(e) => {
+                        let fatal = e.is_fatal();
+                        let _ = reply.send(Err(OpError::Circuit(e.clone())));
+                        if fatal {
+                            return Err(CircuitClosed::Failed(e));
+                        }
+                    }
+                }
+            }
+            CircCmd::BeginDir { reply } => {
+                if reply.is_closed() {
+                    return Ok(());
+                }
+                match self.circ.begin_dir(&mut self.rng) {
                     Ok(sid) => {
                         self.begins.insert(sid, reply);
                     }

@@ -6,6 +6,9 @@
 //! - [`Circuit`]: a handle on a circuit task that owns one
 //!   [`ClientCircuit`](onion_core::client::ClientCircuit): create, extend, begin, close.
 //! - [`DataStream`]: one stream as a tokio `AsyncRead + AsyncWrite`.
+//! - [`driver`]: the tokio driver of the sans-IO client engine
+//!   ([`onion_core::engine::Engine`]: bootstrap, paths, circuit pool, streams):
+//!   [`driver::OpClient`] and its streams, what the `onion-op` SOCKS5 binary runs.
 //!
 //! Every queue is bounded, tasks sleep until a cell, a command or a stream wakes them, and
 //! the death of a link ends every circuit and stream on it with an error that says why
@@ -19,8 +22,10 @@
 //! let mut stream = circ.begin("example.org", 80).await?;   // AsyncRead + AsyncWrite
 //! ```
 
+pub mod associate;
 mod circuit;
 mod connect;
+pub mod driver;
 mod error;
 mod link;
 mod stream;

@@ -243,6 +243,18 @@ impl Link {
         mut config: CircuitConfig,
     ) -> Result<Circuit, OpError> {
         config.manual_stream_sendme = true;
+        let (id, circ, in_rx, handle) = self.create_core_circuit(first_hop, kind, config).await?;
+        Ok(circuit::spawn(id, circ, in_rx, handle))
+    }
+
+    /// Create a circuit and hand over the core's [`ClientCircuit`] and its inbound cells,
+    /// for a driver of its own (the seed's CID, [`crate::associate`]).
+    pub(crate) async fn create_core_circuit(
+        &self,
+        first_hop: &HopTarget,
+        kind: CreateKind,
+        config: CircuitConfig,
+    ) -> Result<(CircId, ClientCircuit, mpsc::Receiver<ChanMsg>, LinkHandle), OpError> {
         let mut rng = os_rng();
         let (pending, create) = match kind {
             CreateKind::Handshake(k) => ClientCircuit::start(&mut rng, first_hop, k, config),
@@ -287,7 +299,7 @@ impl Link {
             Err(e) => return Err(OpError::Circuit(e)),
         };
         guard.disarm();
-        Ok(circuit::spawn(id, circ, in_rx, link.clone()))
+        Ok((id, circ, in_rx, link.clone()))
     }
 }
 

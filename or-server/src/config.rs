@@ -111,6 +111,14 @@ pub enum ConfigError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// An `[authority]` or `[publish]` value is out of range.
+    #[error("authority: {field}: {reason}")]
+    BadAuthority {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
     /// `bridge = true` without what a bridge needs.
     #[error("bridge = true needs {0}")]
     BridgeNeeds(&'static str),
@@ -187,6 +195,133 @@ pub struct Config {
     /// (directory requests other than our own descriptor get 404).
     #[serde(default)]
     pub directory: Option<DirectoryConfig>,
+    /// Be the authority of an own network (`[authority]`): accept the server descriptors
+    /// of its ORs, health-check them and serve the signed relay list. Default: none.
+    #[serde(default)]
+    pub authority: Option<AuthorityConfig>,
+    /// Publish our server descriptor to an own network's authority (`[publish]`).
+    /// Default: none.
+    #[serde(default)]
+    pub publish: Option<PublishConfig>,
+}
+
+/// The own network's authority (`[authority]`); see [`crate::authority`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorityConfig {
+    /// The network's name (1-64 characters `A-Z a-z 0-9 . _ -`), as in the network
+    /// description. Required.
+    pub network: String,
+    /// The authority's plain HTTP listener: `GET /onion/relay-list` (the signed list) and
+    /// `POST /onion/publish` (ORs' descriptors). Required.
+    pub http: SocketAddr,
+    /// Seconds between two health checks of every OR, and between two lists (1 to 86400,
+    /// default 60).
+    #[serde(default = "default_check_interval_secs")]
+    pub check_interval_secs: u64,
+    /// Seconds a signed list is valid after it is made (at least `check_interval_secs`,
+    /// at most 7 days; default 10800).
+    #[serde(default = "default_list_lifetime_secs")]
+    pub list_lifetime_secs: u64,
+    /// Where the exit check opens a stream (`"host:port"`, an HTTP server: a `GET /` must
+    /// get an HTTP answer). Default: the authority's own HTTP listener.
+    #[serde(default)]
+    pub check_target: Option<String>,
+    /// RSA fingerprints (40 hex digits) of the only ORs whose descriptors are accepted.
+    /// Default: empty, any OR that passes the checks is listed.
+    #[serde(default)]
+    pub allow: Vec<String>,
+}
+
+/// Where our descriptor is published (`[publish]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishConfig {
+    /// The authority's HTTP listener, `"ip:port"`. Required.
+    pub authority: SocketAddr,
+    /// Seconds between two publications (1 to 86400, default 600).
+    #[serde(default = "default_publish_interval_secs")]
+    pub interval_secs: u64,
+    /// The `ws://` or `wss://` URL clients use for our WebSocket listener (the authority
+    /// checks it before listing it). Default: `ws://ADDRESS:PORT/` from `address` and
+    /// `listeners.ws`, if both are known.
+    #[serde(default)]
+    pub ws_url: Option<String>,
+}
+
+fn default_check_interval_secs() -> u64 {
+    60
+}
+fn default_list_lifetime_secs() -> u64 {
+    3 * 3600
+}
+fn default_publish_interval_secs() -> u64 {
+    600
+}
+
+impl AuthorityConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field, reason: &str| ConfigError::BadAuthority {
+            field,
+            reason: reason.to_owned(),
+        };
+        let n = &self.network;
+        if n.is_empty()
+            || n.len() > 64
+            || !n
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return Err(bad("network", "must be 1-64 characters A-Z a-z 0-9 . _ -"));
+        }
+        if !(1..=86_400).contains(&self.check_interval_secs) {
+            return Err(bad("check_interval_secs", "must be 1 to 86400"));
+        }
+        if self.list_lifetime_secs < self.check_interval_secs
+            || self.list_lifetime_secs > 7 * 86_400
+        {
+            return Err(bad(
+                "list_lifetime_secs",
+                "must be check_interval_secs to 604800",
+            ));
+        }
+        if let Some(t) = &self.check_target {
+            let ok = t
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p != 0));
+            if !ok {
+                return Err(bad("check_target", "must be \"host:port\""));
+            }
+        }
+        for f in &self.allow {
+            if f.len() != 40 || onion_core::certs::RsaIdentity::from_hex(f).is_none() {
+                return Err(ConfigError::BadAuthority {
+                    field: "allow",
+                    reason: format!("{f:?}: not 40 hex digits"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PublishConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field, reason: &str| ConfigError::BadAuthority {
+            field,
+            reason: reason.to_owned(),
+        };
+        if !(1..=86_400).contains(&self.interval_secs) {
+            return Err(bad("publish.interval_secs", "must be 1 to 86400"));
+        }
+        if let Some(u) = &self.ws_url {
+            match onion_core::netdesc::WebUrl::parse(u) {
+                Ok(url) if url.scheme().is_websocket() => {}
+                _ => return Err(bad("publish.ws_url", "must be a ws:// or wss:// URL")),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What our server descriptor claims (`[descriptor]`), dir-spec §2.1.1.
@@ -421,6 +556,12 @@ pub struct SeedConfig {
     /// key) on WebSocket links. Default false.
     #[serde(default)]
     pub create_fast_ws: bool,
+    /// The seed's WS_OP_SOCKS: a SOCKS5 listener whose CONNECTs to a fake domain (or a
+    /// subdomain of it) are relayed as RELAY_WS streams to the in-page OP that associated that
+    /// domain (see [`crate::seed`]). Keep it on loopback: whoever reaches it browses through
+    /// that page. Default: none.
+    #[serde(default)]
+    pub ws_op_socks: Option<SocketAddr>,
 }
 
 fn default_onion_key_lifetime_days() -> u32 {
@@ -494,6 +635,18 @@ impl Config {
         self.descriptor.validate()?;
         if let Some(d) = &self.directory {
             d.validate()?;
+        }
+        if let Some(a) = &self.authority {
+            a.validate()?;
+            if self.listeners.or_port.is_none() {
+                return Err(ConfigError::BadAuthority {
+                    field: "listeners.or_port",
+                    reason: "an authority needs an ORPort (its exit checks start there)".into(),
+                });
+            }
+        }
+        if let Some(p) = &self.publish {
+            p.validate()?;
         }
         if self.bridge {
             if self.listeners.or_port.is_none() {
@@ -1273,5 +1426,52 @@ ws = "127.0.0.1:9080"
             }
             e => panic!("{e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod authority_config_test {
+    use super::*;
+
+    fn parse(extra: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_str(&format!(
+            "nickname = \"a\"\ndata_dir = \"d\"\n[listeners]\nor_port = \"127.0.0.1:1\"\n{extra}\n"
+        ))
+    }
+
+    #[test]
+    fn authority_and_publish_sections() {
+        let c = parse("[authority]\nnetwork = \"onion-dev\"\nhttp = \"127.0.0.1:9030\"").unwrap();
+        let a = c.authority.unwrap();
+        assert_eq!(
+            (a.check_interval_secs, a.list_lifetime_secs),
+            (60, 3 * 3600)
+        );
+        assert!(a.check_target.is_none() && a.allow.is_empty());
+        let c =
+            parse("[publish]\nauthority = \"127.0.0.1:9030\"\nws_url = \"wss://x.example/onion\"")
+                .unwrap();
+        assert_eq!(c.publish.unwrap().interval_secs, 600);
+        let bad = [
+            "[authority]\nnetwork = \"bad name\"\nhttp = \"127.0.0.1:9030\"",
+            "[authority]\nnetwork = \"n\"\nhttp = \"127.0.0.1:9030\"\ncheck_interval_secs = 0",
+            "[authority]\nnetwork = \"n\"\nhttp = \"127.0.0.1:9030\"\ncheck_interval_secs = 100\nlist_lifetime_secs = 50",
+            "[authority]\nnetwork = \"n\"\nhttp = \"127.0.0.1:9030\"\ncheck_target = \"nohost\"",
+            "[authority]\nnetwork = \"n\"\nhttp = \"127.0.0.1:9030\"\nallow = [\"XYZ\"]",
+            "[publish]\nauthority = \"127.0.0.1:9030\"\nws_url = \"http://x/\"",
+            "[publish]\nauthority = \"127.0.0.1:9030\"\ninterval_secs = 0",
+        ];
+        for b in bad {
+            assert!(
+                matches!(parse(b), Err(ConfigError::BadAuthority { .. })),
+                "{b}"
+            );
+        }
+        // An authority needs an ORPort.
+        let no_or = Config::from_toml_str(
+            "nickname = \"a\"\ndata_dir = \"d\"\n[listeners]\nws = \"127.0.0.1:1\"\n\
+             [authority]\nnetwork = \"n\"\nhttp = \"127.0.0.1:9030\"\n",
+        );
+        assert!(matches!(no_or, Err(ConfigError::BadAuthority { .. })));
     }
 }

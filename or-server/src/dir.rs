@@ -9,6 +9,7 @@
 //! | `/tor/server/authority`, `/tor/server/fp/<F>[+<F>...]`, `/tor/server/d/<D>[+<D>...]` | our own server descriptor ([`crate::descriptor`]), if asked for by our fingerprint or its digest |
 //! | `/tor/status-vote/current/consensus-microdesc[/<F1>+<F2>...]` | the cached, verified consensus ([`crate::dircache`]); with authority fingerprint prefixes, only if more than half of them signed it |
 //! | `/tor/micro/d/<D1>-<D2>...` | the cached microdescriptors among those asked for |
+//! | `/onion/relay-list` ([`onion_core::netdesc::RELAY_LIST_PATH`]) | the own network's signed relay list, if we are its authority ([`crate::authority`]) |
 //! | `/tor/keys/all`, `/tor/keys/fp/<F>+...`, `/tor/keys/sk/<S>+...`, `/tor/keys/fp-sk/<F>-<S>+...` | the cached authority certificates |
 //!
 //! Anything else, or nothing found, is 404. Encoding (dir-spec §6.1): with an
@@ -359,6 +360,9 @@ pub enum Resource {
     KeysBySigningKey(Vec<[u8; 20]>),
     /// `/tor/keys/fp-sk/...`: certificates by (identity, signing key digest).
     KeysByBoth(Vec<([u8; 20], [u8; 20])>),
+    /// [`onion_core::netdesc::RELAY_LIST_PATH`]: the own network's signed relay list, when
+    /// we are its authority ([`crate::authority`]).
+    RelayList,
     /// Anything else.
     Unknown,
 }
@@ -389,7 +393,9 @@ pub fn parse_resource(path: &str) -> Result<(Resource, bool), BadRequest> {
         Some(p) => (p, true),
         None => (path, false),
     };
-    let r = if path == "/tor/server/authority" {
+    let r = if path == onion_core::netdesc::RELAY_LIST_PATH {
+        Resource::RelayList
+    } else if path == "/tor/server/authority" {
         Resource::OurDescriptor
     } else if let Some(rest) = path.strip_prefix("/tor/server/fp/") {
         Resource::ServerByFingerprint(list(rest, '+', hex20)?)
@@ -496,6 +502,11 @@ pub fn lookup(resource: &Resource, ctx: &ServerContext) -> Found {
             let state = cache();
             pieces(state.certs_matching(|fp, sk| pairs.iter().any(|(f, s)| f == fp && s == sk)))
         }
+        Resource::RelayList => ctx
+            .authority
+            .as_ref()
+            .and_then(|a| a.document())
+            .map_or(Found::Nothing, Found::Document),
         Resource::Unknown => Found::Nothing,
     }
 }
@@ -1047,6 +1058,25 @@ mod test {
         assert_eq!(
             inflate_bounded(&hex::decode("789c4b040000620062").unwrap(), 10).unwrap(),
             b"a"
+        );
+    }
+}
+
+#[cfg(test)]
+mod relay_list_resource_test {
+    use super::*;
+
+    #[test]
+    fn relay_list_path_is_a_resource() {
+        let path = onion_core::netdesc::RELAY_LIST_PATH;
+        assert_eq!(parse_resource(path), Ok((Resource::RelayList, false)));
+        assert_eq!(
+            parse_resource(&format!("{path}.z")),
+            Ok((Resource::RelayList, true))
+        );
+        assert_eq!(
+            parse_resource(&format!("{path}/x")),
+            Ok((Resource::Unknown, false))
         );
     }
 }

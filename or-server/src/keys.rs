@@ -53,6 +53,8 @@ pub const NTOR_ONION_FILE: &str = "secret_onion_key_ntor";
 pub const NTOR_ONION_OLD_FILE: &str = "secret_onion_key_ntor.old";
 /// File name of the creation times.
 pub const STATE_FILE: &str = "state.toml";
+/// File name of an own network authority's relay-list signing key (Ed25519, PKCS#8 PEM).
+pub const AUTHORITY_KEY_FILE: &str = "authority_signing_secret_key.pem";
 
 /// Size of the RSA identity and TAP onion keys (tor-spec §1.1).
 pub const RSA_KEY_BITS: usize = 1024;
@@ -626,6 +628,16 @@ fn load_or_make_ed<R: CryptoRng + ?Sized>(
     write_private(path, pem.as_bytes())?;
     on_create();
     Ok(key)
+}
+
+/// Load the own network authority's relay-list signing key from `dir` (a key directory),
+/// or create it (mode 0600; `dir` is created with mode 0700 if missing).
+pub fn load_or_create_authority_key<R: CryptoRng + ?Sized>(
+    dir: &Path,
+    rng: &mut R,
+) -> Result<SigningKey, KeyError> {
+    ensure_private_dir(dir)?;
+    load_or_make_ed(&dir.join(AUTHORITY_KEY_FILE), rng, || {})
 }
 
 /// Read an ntor onion key in C tor's tagged format, checking that the stored public key

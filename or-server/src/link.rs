@@ -25,7 +25,9 @@
 //!   `limits.max_queued_bytes_per_stream` of credit the exit task must hold before reading
 //!   its socket;
 //! - data toward an exit connection is bounded by the stream's deliver window (SENDMEs wait
-//!   until the exit task reports the bytes written).
+//!   until the exit task reports the bytes written);
+//! - the seed's RELAY_WS answers toward a WS_OP_SOCKS connection ([`crate::seed`]) go through
+//!   its bounded queue; while one waits for room the socket is not read (as for `remote`).
 //!
 //! Circuit ID rules: a CREATE* whose ID is not in the peer's half gets DESTROY (PROTOCOL);
 //! one reusing a live ID is dropped (as C tor); beyond `limits.max_circuits_per_link`,
@@ -54,6 +56,7 @@ use crate::exit::{self, EXIT_TTL, ExitStream};
 use crate::logging::PeerAddr;
 use crate::metrics::{HandshakeKind, LinkKind};
 use crate::router::{ExtendTarget, LinkId, LinkMsg, LinkTx, NextRef, Owner, StreamEvent};
+use crate::seed::{Bind, CircSeed, SeedMsg, WS_CHUNK, WsDown, WsReq};
 use crate::server::{ServerContext, os_rng};
 
 /// Most bytes read from the socket at once.
@@ -177,6 +180,8 @@ struct Circ {
     token: u64,
     next: Next,
     streams: HashMap<StreamId, Stream>,
+    /// The seed's state: fake domain, RELAY_WS requests, RELAY_INFO ([`crate::seed`]).
+    seed: CircSeed,
 }
 
 /// Why the link ended.
@@ -205,6 +210,9 @@ struct Link {
     out: OutBuf,
     /// Messages for other links, in order.
     remote: VecDeque<(LinkTx, LinkMsg)>,
+    /// The OP's RELAY_WS answers for WS_OP_SOCKS connections, in order (like `remote`:
+    /// while not empty, the socket is not read).
+    seed_out: VecDeque<(mpsc::Sender<WsDown>, WsDown)>,
     /// Received bytes not yet in the channel: `rbuf[rstart..rend]`.
     rbuf: Box<[u8]>,
     rstart: usize,
@@ -288,6 +296,7 @@ pub(crate) async fn run_link<IO>(
         next: HashMap::new(),
         out: OutBuf::default(),
         remote: VecDeque::new(),
+        seed_out: VecDeque::new(),
         rbuf: vec![0u8; READ_CHUNK].into_boxed_slice(),
         rstart: 0,
         rend: 0,
@@ -307,9 +316,11 @@ pub(crate) async fn run_link<IO>(
             break;
         }
         let head = link.remote.front().map(|(tx, _)| tx.clone());
+        let seed_head = link.seed_out.front().map(|(tx, _)| tx.clone());
         // A peer that does not read what its cells make us answer is not read either, past
         // twice the output limit.
         let read_ok = link.remote.is_empty()
+            && link.seed_out.is_empty()
             && link.rstart == link.rend
             && link.out.len() < link.max_out.saturating_mul(2);
         let inbox_ok = link.out.len() < link.max_out;
@@ -337,6 +348,19 @@ pub(crate) async fn run_link<IO>(
                 }
             }, if head.is_some() => {
                 if let Some((_, msg)) = link.remote.pop_front()
+                    && let Ok(permit) = permit
+                {
+                    permit.send(msg);
+                }
+            },
+            permit = async {
+                match &seed_head {
+                    Some(tx) => tx.reserve().await,
+                    None => std::future::pending().await,
+                }
+            }, if seed_head.is_some() => {
+                // A SOCKS task that is gone just loses its message.
+                if let Some((_, msg)) = link.seed_out.pop_front()
                     && let Ok(permit) = permit
                 {
                     permit.send(msg);
@@ -459,11 +483,12 @@ impl Link {
     fn advance(&mut self) -> Result<(), Closed> {
         loop {
             self.flush_remote();
-            if !self.remote.is_empty() {
+            self.flush_seed_out();
+            if !self.remote.is_empty() || !self.seed_out.is_empty() {
                 return Ok(());
             }
             self.process_input()?;
-            if self.remote.is_empty() {
+            if self.remote.is_empty() && self.seed_out.is_empty() {
                 return Ok(());
             }
         }
@@ -473,7 +498,7 @@ impl Link {
     /// links wait (see [`Link::advance`]).
     fn process_input(&mut self) -> Result<(), Closed> {
         loop {
-            if !self.remote.is_empty() {
+            if !self.remote.is_empty() || !self.seed_out.is_empty() {
                 return Ok(());
             }
             match self.channel.poll_cell().map_err(Closed::Protocol)? {
@@ -602,6 +627,7 @@ impl Link {
                         token,
                         next: Next::None,
                         streams: HashMap::new(),
+                        seed: CircSeed::default(),
                     },
                 );
                 self.ctx.metrics.circuits_open.inc();
@@ -716,7 +742,9 @@ impl Link {
                     let _ = c.or.truncated(&mut self.rng);
                 }
             }
-            // TODO(seed): RELAY_ASSOCIATE / RELAY_WS / RELAY_INFO are not served yet.
+            e @ (CircuitEvent::SeedAssociate { .. }
+            | CircuitEvent::SeedWs { .. }
+            | CircuitEvent::SeedInfo { .. }) => self.on_seed(id, e),
             other => tracing::debug!(peer = %self.peer, "ignoring {other:?}"),
         }
     }
@@ -907,6 +935,15 @@ impl Link {
             tracing::debug!(peer = %self.peer, "refusing to extend to a private address");
             return self.close_circuit(id, DestroyReason::PROTOCOL, true);
         }
+        if self
+            .circuits
+            .get(&id)
+            .is_some_and(|c| c.seed.domain.is_some())
+        {
+            // The seed's CID "only exists between the OP and the OR (ie is not extended)".
+            tracing::info!(peer = %self.peer, "refusing to extend a circuit with a fake domain");
+            return self.close_circuit(id, DestroyReason::PROTOCOL, true);
+        }
         let Some(c) = self.circuits.get_mut(&id) else {
             return;
         };
@@ -1030,6 +1067,7 @@ impl Link {
         for s in streams {
             self.pump(id, s);
         }
+        self.pump_seed_circuit(id);
     }
 
     /// Pump every stream that holds data (the output buffer drained below its limit).
@@ -1100,6 +1138,7 @@ impl Link {
                     self.drain(circ);
                 }
             }
+            LinkMsg::Seed { circ, token, msg } => self.on_seed_msg(circ, token, msg),
         }
     }
 
@@ -1273,6 +1312,10 @@ impl Link {
             return;
         };
         self.ctx.metrics.circuits_open.dec();
+        if let Some(d) = &c.seed.domain {
+            self.ctx.seed.release(d, self.id, id, c.token);
+            tracing::debug!(peer = %self.peer, "fake domain released");
+        }
         for s in c.streams.values() {
             s.abort();
             self.ctx.metrics.streams_open.dec();
@@ -1320,6 +1363,249 @@ impl Link {
                     let _ = tx.send(msg).await;
                 }
             });
+        }
+    }
+}
+
+// -------------------------------------------------------------------------------------------
+// The seed's extension on hop 1 (see crate::seed)
+// -------------------------------------------------------------------------------------------
+
+impl Link {
+    /// Hand queued RELAY_WS answers to their SOCKS tasks while they have room, in order.
+    fn flush_seed_out(&mut self) {
+        while let Some((tx, msg)) = self.seed_out.pop_front() {
+            match tx.try_send(msg) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(msg)) => {
+                    self.seed_out.push_front((tx, msg));
+                    return;
+                }
+                // The SOCKS connection is gone (it ends its request itself).
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+    }
+
+    /// RELAY_ASSOCIATE, RELAY_WS or RELAY_INFO from the client, for this hop.
+    fn on_seed(&mut self, id: CircId, event: CircuitEvent) {
+        let Some(c) = self.circuits.get_mut(&id) else {
+            return;
+        };
+        if !matches!(c.next, Next::None) || !c.or.is_from_client() {
+            // Only CID, which is never extended, carries them; never passed on.
+            tracing::info!(peer = %self.peer, "seed command on an extended circuit: closing it");
+            return self.close_circuit(id, DestroyReason::PROTOCOL, true);
+        }
+        match event {
+            CircuitEvent::SeedAssociate { stream, msg } => {
+                let owner = Owner {
+                    tx: self.me.clone(),
+                    link: self.id,
+                    circ: id,
+                    token: c.token,
+                };
+                match self.ctx.seed.associate(msg.fake_domain(), &owner) {
+                    Bind::Bound(domain) => {
+                        tracing::debug!(peer = %self.peer, "fake domain associated");
+                        if let Some(old) = c.seed.domain.replace(domain.clone())
+                            && old != domain
+                        {
+                            self.ctx.seed.release(&old, self.id, id, c.token);
+                        }
+                    }
+                    refusal => {
+                        // The seed: the OR sends RELAY_ASSOCIATE back; the OP must pick
+                        // another fake domain.
+                        tracing::info!(peer = %self.peer, "RELAY_ASSOCIATE refused: {refusal:?}");
+                        if let Err(e) = c.or.send_seed(&mut self.rng, stream, msg.into()) {
+                            tracing::debug!("cannot answer RELAY_ASSOCIATE: {e}");
+                        }
+                    }
+                }
+            }
+            CircuitEvent::SeedWs { stream, msg } => {
+                if let Err(e) = msg.op_addr() {
+                    tracing::debug!(peer = %self.peer, "RELAY_WS from the OP dropped: {e}");
+                    return;
+                }
+                let Some(req) = c.seed.ws.get(&stream) else {
+                    tracing::debug!(peer = %self.peer, "RELAY_WS for no request dropped");
+                    return;
+                };
+                let tx = req.to_socks.clone();
+                if msg.is_end() {
+                    c.seed.remove(stream);
+                    self.seed_out.push_back((tx, WsDown::End));
+                } else {
+                    self.seed_out
+                        .push_back((tx, WsDown::Data(msg.request().to_vec())));
+                }
+                self.flush_seed_out();
+            }
+            CircuitEvent::SeedInfo { stream, msg } => {
+                let answer = if self.ctx.config.seed.relay_info {
+                    msg.decode_request()
+                        .map_err(|e| e.to_string())
+                        .and_then(|req| c.seed.info_answer(&mut self.rng, req))
+                } else {
+                    Err("disabled ([seed] relay_info = false)".to_owned())
+                };
+                let sent = answer.and_then(|resp| {
+                    onion_cell::relaycell::Info::from_response(&resp)
+                        .map_err(|e| e.to_string())
+                        .and_then(|info| {
+                            c.or.send_seed(&mut self.rng, stream, info.into())
+                                .map_err(|e| e.to_string())
+                        })
+                });
+                if let Err(why) = sent {
+                    // No stream to END (a client ignores END for a stream it does not know):
+                    // the circuit goes.
+                    tracing::info!(peer = %self.peer, "RELAY_INFO refused, circuit closed: {why}");
+                    self.close_circuit(id, DestroyReason::PROTOCOL, true);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A message from a WS_OP_SOCKS connection for circuit `id`.
+    fn on_seed_msg(&mut self, id: CircId, token: u64, msg: SeedMsg) {
+        let c = self
+            .circuits
+            .get_mut(&id)
+            .filter(|c| c.token == token && c.seed.domain.is_some());
+        match msg {
+            SeedMsg::Open {
+                request,
+                mut addr,
+                to_socks,
+                credit,
+                reply,
+            } => {
+                let Some(c) = c else {
+                    let _ = reply.send(false);
+                    return;
+                };
+                let or = &c.or;
+                let Some(stream) = c
+                    .seed
+                    .free_stream(|s| or.stream_package_window(s).is_some())
+                else {
+                    tracing::debug!(peer = %self.peer, "too many RELAY_WS requests");
+                    let _ = reply.send(false);
+                    return;
+                };
+                addr.request_id = request.to_string();
+                c.seed.by_request.insert(request, stream);
+                c.seed.ws.insert(
+                    stream,
+                    WsReq {
+                        request,
+                        addr,
+                        to_socks,
+                        credit,
+                        pending: Vec::new(),
+                        end_after: false,
+                    },
+                );
+                let _ = reply.send(true);
+            }
+            SeedMsg::Data { request, data } => {
+                let Some(c) = c else { return };
+                let Some(stream) = c.seed.by_request.get(&request).copied() else {
+                    return;
+                };
+                if let Some(r) = c.seed.ws.get_mut(&stream) {
+                    r.pending.extend_from_slice(&data);
+                }
+                self.pump_seed(id, stream);
+            }
+            SeedMsg::End { request } => {
+                let Some(c) = c else { return };
+                let Some(stream) = c.seed.by_request.get(&request).copied() else {
+                    return;
+                };
+                if let Some(r) = c.seed.ws.get_mut(&stream) {
+                    r.end_after = true;
+                }
+                self.pump_seed(id, stream);
+            }
+        }
+    }
+
+    /// Send what a RELAY_WS request holds for the OP as far as the circuit's queue and the
+    /// link's output limit allow; then its end, if the browser is done.
+    fn pump_seed(&mut self, id: CircId, stream: StreamId) {
+        loop {
+            if self.out.len() >= self.max_out {
+                // Resumed by `pump_all` when the output drains.
+                return;
+            }
+            let Some(c) = self.circuits.get_mut(&id) else {
+                return;
+            };
+            let Some(r) = c.seed.ws.get_mut(&stream) else {
+                return;
+            };
+            let n = r.pending.len().min(WS_CHUNK);
+            if n == 0 && !r.end_after {
+                return;
+            }
+            let chunk = r.pending.get(..n).unwrap_or_default().to_vec();
+            let sent = onion_cell::relaycell::WsStream::from_or(&r.addr, chunk)
+                .map_err(SendError::from)
+                .and_then(|m| c.or.send_seed(&mut self.rng, stream, m.into()));
+            match sent {
+                Ok(()) => {
+                    r.pending.drain(..n);
+                    r.credit.add_permits(n);
+                    if n == 0 {
+                        // That was the empty message: the request is over.
+                        c.seed.remove(stream);
+                    }
+                }
+                Err(SendError::QueueFull) => {}
+                Err(e) => {
+                    tracing::debug!("RELAY_WS toward the OP: {e}");
+                    c.seed.remove(stream);
+                }
+            }
+            // Move the cells out so the queue has room again.
+            let mut moved = false;
+            while let Some(msg) = c.or.poll_backward() {
+                moved = true;
+                if self
+                    .channel
+                    .encode(&ChanCell::new(id, msg), &mut self.out.buf)
+                    .is_ok()
+                {
+                    self.ctx.metrics.cells_sent.inc();
+                }
+            }
+            if !moved || n == 0 {
+                return;
+            }
+        }
+    }
+
+    /// Pump every RELAY_WS request of circuit `id` that has something to send.
+    fn pump_seed_circuit(&mut self, id: CircId) {
+        let streams: Vec<StreamId> = self
+            .circuits
+            .get(&id)
+            .map(|c| {
+                c.seed
+                    .ws
+                    .iter()
+                    .filter(|(_, r)| !r.pending.is_empty() || r.end_after)
+                    .map(|(k, _)| *k)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for s in streams {
+            self.pump_seed(id, s);
         }
     }
 }

@@ -162,6 +162,16 @@ pub enum LinkMsg {
         /// What happened.
         event: StreamEvent,
     },
+    /// From a WS_OP_SOCKS connection to the seed circuit (CID) this link owns
+    /// ([`crate::seed`]).
+    Seed {
+        /// The circuit's ID on this link.
+        circ: CircId,
+        /// Its token.
+        token: u64,
+        /// What the SOCKS task asks.
+        msg: crate::seed::SeedMsg,
+    },
 }
 
 /// The relay's keys as the link layer uses them.

@@ -157,6 +157,10 @@ pub struct ServerContext {
     pub dir_cache: DirCache,
     /// Bytes of directory answers assembled per request, in flight (see [`crate::dir`]).
     pub dir_budget: Arc<Semaphore>,
+    /// The seed's fake domain associations ([`crate::seed`]).
+    pub seed: crate::seed::SeedState,
+    /// The own network's authority (`[authority]`), serving its relay list over BEGIN_DIR.
+    pub authority: Option<Arc<crate::authority::Authority>>,
     link_slots: Arc<Semaphore>,
 }
 
@@ -184,6 +188,10 @@ pub struct BoundAddrs {
     pub wss: Option<SocketAddr>,
     /// The metrics endpoint.
     pub metrics: Option<SocketAddr>,
+    /// The seed's WS_OP_SOCKS listener (`[seed] ws_op_socks`).
+    pub ws_op_socks: Option<SocketAddr>,
+    /// The authority's HTTP listener (`[authority] http`).
+    pub authority_http: Option<SocketAddr>,
 }
 
 /// A relay whose sockets are bound, ready to [`Server::run`].
@@ -193,6 +201,8 @@ pub struct Server {
     ws: Option<TcpListener>,
     wss: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
     metrics: Option<TcpListener>,
+    ws_op_socks: Option<TcpListener>,
+    authority_http: Option<TcpListener>,
 }
 
 impl std::fmt::Debug for Server {
@@ -238,6 +248,16 @@ impl Server {
             _ => None,
         };
         let metrics = bind_opt("metrics", config.metrics).await?;
+        let ws_op_socks = bind_opt("ws_op_socks", config.seed.ws_op_socks).await?;
+        let authority_http =
+            bind_opt("authority.http", config.authority.as_ref().map(|a| a.http)).await?;
+        let authority = match &config.authority {
+            Some(a) => {
+                let key = crate::keys::load_or_create_authority_key(keys.dir(), &mut os_rng())?;
+                Some(Arc::new(crate::authority::Authority::new(a.clone(), key)))
+            }
+            None => None,
+        };
         let max_links = usize::try_from(config.limits.max_links).unwrap_or(usize::MAX);
         let exit_guard = Arc::new(ExitGuard {
             policy: ExitPolicy::parse_config(&config.exit.policy)?,
@@ -259,6 +279,8 @@ impl Server {
             descriptor: DescriptorSlot::default(),
             dir_cache: DirCache::default(),
             dir_budget: Arc::new(Semaphore::new(DIR_RESPONSE_BUDGET)),
+            seed: crate::seed::SeedState::default(),
+            authority,
             link_slots: Arc::new(Semaphore::new(max_links.min(Semaphore::MAX_PERMITS))),
         });
         // Make the certificates now rather than at the first link.
@@ -283,6 +305,8 @@ impl Server {
             ws,
             wss,
             metrics,
+            ws_op_socks,
+            authority_http,
         })
     }
 
@@ -299,6 +323,8 @@ impl Server {
             ws: self.ws.as_ref().and_then(addr),
             wss: self.wss.as_ref().and_then(|(l, _)| addr(l)),
             metrics: self.metrics.as_ref().and_then(addr),
+            ws_op_socks: self.ws_op_socks.as_ref().and_then(addr),
+            authority_http: self.authority_http.as_ref().and_then(addr),
         }
     }
 
@@ -311,7 +337,10 @@ impl Server {
             ws,
             wss,
             metrics,
+            ws_op_socks,
+            authority_http,
         } = self;
+        let ws_addr = ws.as_ref().and_then(|l| l.local_addr().ok());
         {
             let keys = ctx.keys.read().unwrap_or_else(PoisonError::into_inner);
             tracing::info!(
@@ -342,9 +371,17 @@ impl Server {
             log_listening("wss", &l);
             tasks.spawn(accept_loop(l, Transport::Wss(acceptor), Arc::clone(&ctx)));
         }
+        if let Some(l) = ws_op_socks {
+            log_listening("ws_op_socks (the seed's SOCKS5 to in-page OPs)", &l);
+            tasks.spawn(crate::ws_op_socks::serve(l, Arc::clone(&ctx)));
+        }
         tasks.spawn(rotation_loop(Arc::clone(&ctx)));
         tasks.spawn(crate::descriptor::run(Arc::clone(&ctx)));
         tasks.spawn(crate::dircache::run(Arc::clone(&ctx)));
+        if let (Some(auth), Some(l)) = (ctx.authority.clone(), authority_http) {
+            tasks.spawn(crate::authority::run(Arc::clone(&ctx), auth, l));
+        }
+        tasks.spawn(crate::authority::publish_loop(Arc::clone(&ctx), ws_addr));
         while let Some(done) = tasks.join_next().await {
             done?;
         }

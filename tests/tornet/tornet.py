@@ -842,6 +842,46 @@ def cmd_bridge_client(args):
     return 0
 
 
+# --------------------------------------------------------------------------- netdesc
+
+
+def cmd_netdesc(args):
+    """Print the network description (onion-core netdesc, format version 1, Tor mode) of a
+    running network for an OP (`onion-op --network FILE`): its authorities, and as entries
+    the relays named with --entry (default: every non-authority relay), reached over TLS."""
+    root = os.path.abspath(args.dir)
+    path = os.path.join(root, NETWORK_JSON)
+    try:
+        with open(path) as f:
+            net = json.load(f)
+    except (OSError, ValueError) as e:
+        raise TornetError("cannot read %s: %s (is the network up?)" % (path, e))
+    ors = net.get("authorities", []) + net.get("relays", [])
+    wanted = args.entry or [r["nickname"] for r in net.get("relays", [])]
+    entries = []
+    for nick in wanted:
+        r = next((r for r in ors if r["nickname"] == nick), None)
+        if r is None:
+            raise TornetError("no relay %s in %s" % (nick, path))
+        entry = {"nickname": r["nickname"], "tls": "%s:%d" % (LOOPBACK, r["orport"]),
+                 "rsa_id": r["fingerprint"], "ntor_key": r["ntor_onion_key"]}
+        if r.get("ed25519_identity"):
+            entry["ed25519_id"] = r["ed25519_identity"]
+        entries.append(entry)
+    desc = {
+        "version": 1,
+        "name": args.name,
+        "entries": entries,
+        "tor_authorities": [
+            {"nickname": a["nickname"], "v3ident": a["v3ident"],
+             "address": "%s:%d" % (LOOPBACK, a["dirport"]), "fingerprint": a["fingerprint"]}
+            for a in net.get("authorities", [])
+        ],
+    }
+    print(json.dumps(desc, indent=2), flush=True)
+    return 0
+
+
 # --------------------------------------------------------------------------- down
 
 
@@ -898,6 +938,12 @@ def main(argv=None):
     bc.add_argument("--client-torrc-extra", action="append", default=[], metavar="LINE")
     bc.add_argument("spec", metavar="NAME:ADDR:PORT:FINGERPRINT")
 
+    nd = sub.add_parser("netdesc", help="print the network description for an OP (onion-op)")
+    nd.add_argument("--dir", required=True)
+    nd.add_argument("--entry", action="append", default=[], metavar="NICKNAME",
+                    help="an entry OR (default: every non-authority relay)")
+    nd.add_argument("--name", default="tornet", help="the network's name")
+
     args = p.parse_args(argv)
 
     def on_term(signum, frame):
@@ -905,7 +951,8 @@ def main(argv=None):
 
     signal.signal(signal.SIGTERM, on_term)
     try:
-        return {"up": cmd_up, "down": cmd_down, "bridge-client": cmd_bridge_client}[args.cmd](args)
+        return {"up": cmd_up, "down": cmd_down, "bridge-client": cmd_bridge_client,
+                "netdesc": cmd_netdesc}[args.cmd](args)
     except TornetError as e:
         log("error: %s" % e)
         return 1

@@ -43,3 +43,9 @@ for line in open(ours_file):
     print(f"{m[1]:<36} {ns:>9.0f} {ref:>11.0f} {ns/ref:>6.2f} {509/ns*1e3:>10.0f}")
 print(f"(OpenSSL on this machine: AES-128-CTR {bps(aes)/1e6:.0f} MB/s, SHA-1 {bps(sha)/1e6:.0f} MB/s on 509 B)")
 PY
+
+# Whole circuits, ours vs C tor in this run (scripts/bench-circuits.sh); BENCH_CIRCUITS=0 skips.
+if [ "${BENCH_CIRCUITS:-1}" != 0 ]; then
+  echo
+  bash scripts/bench-circuits.sh
+fi

@@ -37,6 +37,30 @@ for l in sys.stdin:
 [ ${#wasm_bins[@]} -ge 2 ] || { echo "expected wasm test binaries for onion-core and onion-cell" >&2; exit 1; }
 node scripts/wasm-imports.mjs "${wasm_bins[@]}"
 
+step "the core's unit tests and op-wasm's tests inside headless Chromium (wasm-bindgen-test-runner + chromedriver)"
+# Each onion-core test module imports `wasm_bindgen_test as test` on wasm32, so the same tests
+# that ran natively above run here in Debian's Chromium (crypto vectors, handshakes, channels,
+# circuits, directory, engine).
+CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+  CHROMEDRIVER=/usr/bin/chromedriver \
+  WASM_BINDGEN_TEST_WEBDRIVER_JSON="$PWD/tests/browser/webdriver.json" \
+  WASM_BINDGEN_TEST_TIMEOUT=900 \
+  run_tests -p onion-core --lib --target wasm32-unknown-unknown
+# The browser OP's glue (op-wasm/tests/browser.rs): HTTP wrappers, options, real WebSockets.
+CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+  CHROMEDRIVER=/usr/bin/chromedriver \
+  WASM_BINDGEN_TEST_WEBDRIVER_JSON="$PWD/tests/browser/webdriver.json" \
+  run_tests -p op-wasm --test browser --target wasm32-unknown-unknown
+
+step "browser package (scripts/build-pkg.sh: op-wasm, wasm-bindgen, wasm-opt; sizes)"
+bash scripts/build-pkg.sh
+node scripts/wasm-imports.mjs pkg/op_wasm_bg.wasm
+tests/browser/node_modules/.bin/tsc -p tests/browser/types && echo "package types check"
+
+step "browser end-to-end: the package in headless Chromium (Playwright) against or-server dev"
+cargo build -q -p or-server
+node tests/browser/run.mjs tests/browser/e2e/*.test.mjs 2>&1 | tee -a "$results"
+
 step "summary"
 python3 - "$results" <<'PY'
 import re, sys

@@ -1,0 +1,90 @@
+// Types of the onion-wasm package's public API (index.js).
+
+/** One hop of a circuit. */
+export interface Hop {
+  nickname: string;
+  /** RSA identity, 40 hex digits. */
+  rsaId: string;
+  /** TLS ORPort and/or WebSocket URL. */
+  addresses: string[];
+  /** "ntor-v3", "ntor", "TAP", ... or null if not chosen yet. */
+  handshake: string | null;
+}
+
+/** A circuit, for display. */
+export interface Circuit {
+  id: number;
+  purpose: "exit" | "directory";
+  path: Hop[];
+  built: boolean;
+  dirty: boolean;
+  isolation: string | null;
+  streams: number;
+}
+
+/** What the client reports to onEvent. */
+export type TorEvent =
+  | { type: "bootstrap"; percent: number; phase: string }
+  | { type: "ready" }
+  | { type: "bootstrapFailed"; error: string }
+  | { type: "circuitBuilt"; circuit: Circuit }
+  | { type: "circuitFailed"; path: Hop[]; error: string }
+  | { type: "circuitClosed"; id: number; reason: string };
+
+export interface TorClientOptions {
+  /** The network description: an object, its JSON text, or a URL to fetch it from. */
+  network: object | string | URL;
+  /** Hops per circuit, 1 to 5 (default 3). */
+  hops?: number;
+  /** Clean circuits kept ready (default 2). */
+  circuits?: number;
+  /** A circuit that carried streams gets no new ones after this many ms (default 600000). */
+  circuitLifetime?: number;
+  /** Idle circuits are renewed this often, ms (default 600000). */
+  circuitKeepalive?: number;
+  /** Streams share pooled circuits (default true); false: a fresh circuit per stream. */
+  oneCircuit?: boolean;
+  /** The seed's CREATE_FAST_WS on hop 1 (default false; weaker authentication of hop 1). */
+  createFastWs?: boolean;
+  hopTimeout?: number;
+  connectTimeout?: number;
+  streamTimeout?: number;
+  onProgress?: (percent: number, phase: string) => void;
+  onCircuit?: (circuit: Circuit) => void;
+  onEvent?: (event: TorEvent) => void;
+  /** Certificates trusted for https: (PEM text or DER bytes) instead of the bundled web PKI roots. */
+  caCerts?: Array<string | Uint8Array | ArrayBuffer>;
+  /** Where to load op_wasm_bg.wasm from (default: next to the module). */
+  wasmUrl?: string | URL;
+}
+
+/** A TCP stream through Tor. */
+export interface TorStream {
+  readable: ReadableStream<Uint8Array>;
+  writable: WritableStream<Uint8Array>;
+  close(): void;
+}
+
+export interface TorRequestInit extends RequestInit {
+  /** Streams with different isolation keys never share a circuit. */
+  isolation?: string;
+  /** Certificates trusted for this https: request (PEM text or DER bytes). */
+  caCerts?: Array<string | Uint8Array | ArrayBuffer>;
+  /** Largest body accepted, bytes (default unbounded). */
+  maxBody?: number;
+}
+
+export declare class TorClient {
+  private constructor();
+  /** Start a client; resolves once the directory is verified. */
+  static create(options: TorClientOptions): Promise<TorClient>;
+  /** A stream to host:port through the exit of a circuit. */
+  connect(host: string, port: number, options?: { isolation?: string }): Promise<TorStream>;
+  /** Resolve a host name at an exit. */
+  resolve(host: string, options?: { isolation?: string }): Promise<string[]>;
+  /** fetch() through Tor (GET; https: with TLS inside wasm, http: visible to the exit). */
+  fetch(input: string | URL | Request, init?: TorRequestInit): Promise<Response>;
+  circuits(): Circuit[];
+  newIdentity(): void;
+  close(): void;
+}

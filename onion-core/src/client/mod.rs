@@ -59,9 +59,9 @@ mod target;
 #[cfg(test)]
 mod fake;
 #[cfg(test)]
-mod test;
-#[cfg(test)]
 mod seed_test;
+#[cfg(test)]
+mod test;
 #[cfg(test)]
 mod test_or;
 

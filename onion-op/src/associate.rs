@@ -15,7 +15,7 @@
 //! }
 //! ```
 //!
-//! One task owns the circuit's [`ClientCircuit`] (with
+//! One task owns the circuit's [`ClientCircuit`](onion_core::client::ClientCircuit) (with
 //! [`CircuitConfig::hop1_is_ours`](onion_core::client::CircuitConfig)): events go to a bounded
 //! queue ([`SEED_EVENT_QUEUE`]; while it is full the task stops taking cells, which backs up to
 //! the link), answers are cut into RELAY_WS cells of at most [`WS_ANSWER_CHUNK`] bytes.
@@ -24,12 +24,12 @@ use onion_cell::chancell::{ChanMsg, CircId};
 use onion_cell::relaycell::{
     Associate, Info, InfoRequest, OpWsAddr, OrWsAddr, RelayMsg, StreamId, WsStream,
 };
-use onion_core::client::{CircuitConfig, ClientCircuit, ClientEvent, HopTarget};
-use tokio::sync::{mpsc, oneshot, watch};
+use onion_core::client::{CircuitConfig, ClientEvent, HopTarget};
+use tokio::sync::{mpsc, oneshot};
 
+use crate::circuit::{CircCore, ClosedWatch, Step, circuit_handle, refuse};
 use crate::error::{CircuitClosed, OpError};
-use crate::link::{CreateKind, Link, LinkCmd, LinkHandle};
-use crate::{OsRng, os_rng};
+use crate::link::{CreateKind, Link};
 
 /// Capacity of the event queue of a [`SeedCircuit`].
 pub const SEED_EVENT_QUEUE: usize = 64;
@@ -76,7 +76,7 @@ enum Cmd {
 #[derive(Debug, Clone)]
 pub struct SeedCircuit {
     cmd: mpsc::Sender<Cmd>,
-    closed: watch::Receiver<Option<CircuitClosed>>,
+    closed: ClosedWatch,
     id: CircId,
 }
 
@@ -113,64 +113,35 @@ impl SeedCircuit {
             .map_err(|e| OpError::Circuit(onion_core::client::CircuitError::Encode(e)))?;
         let (cmd_tx, cmd_rx) = mpsc::channel(16);
         let (ev_tx, ev_rx) = mpsc::channel(SEED_EVENT_QUEUE);
-        let (closed_tx, closed_rx) = watch::channel(None);
         let mut task = SeedTask {
-            id,
-            circ,
-            inbound,
-            link: handle,
+            core: CircCore::new(id, circ, inbound, handle),
             cmds: cmd_rx,
             events: ev_tx,
-            rng: os_rng(),
         };
         // ASSOCIATE goes in a RELAY cell; queue it before the task starts.
-        task.circ
-            .send_seed(&mut task.rng, StreamId::ZERO, assoc.into())
+        let core = &mut task.core;
+        core.circ
+            .send_seed(&mut core.rng, StreamId::ZERO, assoc.into())
             .map_err(OpError::Circuit)?;
-        tokio::spawn(async move {
-            let reason = task.run().await;
-            let _ = closed_tx.send(Some(reason));
-        });
         Ok((
             SeedCircuit {
                 cmd: cmd_tx,
-                closed: closed_rx,
+                closed: ClosedWatch::spawn(task.run()),
                 id,
             },
             ev_rx,
         ))
     }
 
-    /// The circuit's ID on its link.
-    pub fn id(&self) -> CircId {
-        self.id
-    }
-
-    /// Why the circuit closed, if it did.
-    pub fn closed_reason(&self) -> Option<CircuitClosed> {
-        self.closed.borrow().clone()
-    }
-
-    /// Wait until the circuit is gone; why.
-    pub async fn closed(&self) -> CircuitClosed {
-        let mut rx = self.closed.clone();
-        match rx.wait_for(Option::is_some).await {
-            Ok(r) => r.clone().unwrap_or(CircuitClosed::Local),
-            Err(_) => CircuitClosed::Local,
-        }
-    }
-
-    fn gone(&self) -> OpError {
-        OpError::CircuitClosed(self.closed_reason().unwrap_or(CircuitClosed::Local))
-    }
+    circuit_handle!();
 
     async fn send(&self, stream: StreamId, msg: RelayMsg) -> Result<(), OpError> {
         let (reply, rx) = oneshot::channel();
         self.cmd
             .send(Cmd::Send { stream, msg, reply })
             .await
-            .map_err(|_| self.gone())?;
-        rx.await.map_err(|_| self.gone())?
+            .map_err(|_| self.closed.gone())?;
+        rx.await.map_err(|_| self.closed.gone())?
     }
 
     /// Answer request `stream` with `bytes` (cut into RELAY_WS messages); empty `bytes` end
@@ -209,86 +180,33 @@ impl SeedCircuit {
 }
 
 struct SeedTask {
-    id: CircId,
-    circ: ClientCircuit,
-    inbound: mpsc::Receiver<ChanMsg>,
-    link: LinkHandle,
+    core: CircCore,
     cmds: mpsc::Receiver<Cmd>,
     events: mpsc::Sender<SeedEvent>,
-    rng: OsRng,
 }
 
 impl SeedTask {
-    async fn run(&mut self) -> CircuitClosed {
-        let reason = match self.serve().await {
-            Ok(()) => CircuitClosed::Local,
-            Err(r) => r,
-        };
-        let closing = self.circ.close();
-        if !matches!(reason, CircuitClosed::Link(_)) {
-            if let Some(destroy) = closing.destroy {
-                let _ = self
-                    .link
-                    .cmd
-                    .send(LinkCmd::Cell {
-                        id: self.id,
-                        msg: destroy,
-                    })
-                    .await;
-            }
-            let _ = self
-                .link
-                .cmd
-                .send(LinkCmd::Forget {
-                    id: self.id,
-                    destroy: false,
-                })
-                .await;
-        }
-        self.inbound.close();
+    async fn run(mut self) -> CircuitClosed {
+        let reason = self.serve().await.err().unwrap_or(CircuitClosed::Local);
+        self.core.close(&reason).await;
         self.cmds.close();
         reason
     }
 
-    /// Hand the core's queued cells to the link.
-    async fn flush(&mut self) -> Result<(), CircuitClosed> {
-        while let Some(cell) = self.circ.poll_outgoing() {
-            self.cell(cell.into_chan_msg()).await?;
-        }
-        Ok(())
-    }
-
-    async fn cell(&mut self, msg: ChanMsg) -> Result<(), CircuitClosed> {
-        self.link
-            .cmd
-            .send(LinkCmd::Cell { id: self.id, msg })
-            .await
-            .map_err(|_| CircuitClosed::Link(self.link.error()))
-    }
-
-    async fn serve(&mut self) -> Result<(), CircuitClosed> {
+    async fn serve(&mut self) -> Step {
         loop {
-            self.flush().await?;
+            self.core.flush().await?;
             tokio::select! {
-                m = self.inbound.recv() => match m {
-                    Some(msg) => self.on_cell(msg).await?,
-                    None => return Err(CircuitClosed::Link(self.link.error())),
-                },
+                m = self.core.next_cell() => self.on_cell(m?).await?,
                 c = self.cmds.recv() => match c {
                     Some(Cmd::Send { stream, msg, reply }) => {
-                        self.flush().await?;
-                        match self.circ.seed_ws_cell(stream, msg) {
+                        self.core.flush().await?;
+                        match self.core.circ.seed_ws_cell(stream, msg) {
                             Ok(cell) => {
-                                self.cell(cell).await?;
+                                self.core.send(cell).await?;
                                 let _ = reply.send(Ok(()));
                             }
-                            Err(e) => {
-                                let fatal = e.is_fatal();
-                                let _ = reply.send(Err(OpError::Circuit(e.clone())));
-                                if fatal {
-                                    return Err(CircuitClosed::Failed(e));
-                                }
-                            }
+                            Err(e) => refuse(reply, e)?,
                         }
                     }
                     Some(Cmd::Close) | None => return Ok(()),
@@ -297,16 +215,8 @@ impl SeedTask {
         }
     }
 
-    async fn on_cell(&mut self, msg: ChanMsg) -> Result<(), CircuitClosed> {
-        let events = match self.circ.handle_cell(&mut self.rng, msg) {
-            Ok(ev) => ev,
-            Err(e) if e.is_fatal() => return Err(CircuitClosed::Failed(e)),
-            Err(e) => {
-                tracing::debug!(circ = %self.id, "cell ignored: {e}");
-                return Ok(());
-            }
-        };
-        for ev in events {
+    async fn on_cell(&mut self, msg: ChanMsg) -> Step {
+        for ev in self.core.take_cell(msg)? {
             let out = match ev {
                 ClientEvent::SeedMessage { stream, msg } => match msg {
                     RelayMsg::WsStream(w) => match w.or_addr() {
@@ -316,7 +226,7 @@ impl SeedTask {
                             data: w.request().to_vec(),
                         },
                         Err(e) => {
-                            tracing::debug!(circ = %self.id, "RELAY_WS with a bad Addr: {e}");
+                            tracing::debug!(circ = %self.core.id, "RELAY_WS with a bad Addr: {e}");
                             continue;
                         }
                     },
@@ -328,7 +238,7 @@ impl SeedTask {
                 },
                 ClientEvent::CircuitClosed { reason } => return Err(reason.into()),
                 other => {
-                    tracing::debug!(circ = %self.id, "event ignored: {other:?}");
+                    tracing::debug!(circ = %self.core.id, "event ignored: {other:?}");
                     continue;
                 }
             };

@@ -14,6 +14,7 @@
 //! the same [`CircuitClosed`] reason, which [`Circuit::closed`] also returns.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 
 use onion_cell::chancell::{ChanMsg, CircId};
@@ -55,17 +56,21 @@ enum CircCmd {
         reply: oneshot::Sender<Result<(), OpError>>,
     },
     Begin {
-        addr: Address,
-        port: u16,
-        reply: oneshot::Sender<Result<DataStream, OpError>>,
-    },
-    BeginDir {
-        reply: oneshot::Sender<Result<DataStream, OpError>>,
+        to: BeginTo,
+        reply: BeginReply,
     },
     /// Close the circuit for this reason.
     Close(CircuitClosed),
     /// A caller gave up waiting: forget what nobody waits for any more.
     Wake,
+}
+
+/// Where a stream goes.
+enum BeginTo {
+    /// RELAY_BEGIN to `addr:port` from the last hop.
+    Exit { addr: Address, port: u16 },
+    /// RELAY_BEGIN_DIR to the last hop's directory server.
+    Dir,
 }
 
 /// A handle on a circuit. Cheap to clone. The circuit closes when [`Circuit::close`] is
@@ -75,7 +80,7 @@ pub struct Circuit {
     /// The task's command queue.
     cmd: mpsc::Sender<CircCmdBox>,
     /// Why the circuit closed, once it did.
-    closed: watch::Receiver<Option<CircuitClosed>>,
+    closed: ClosedWatch,
     /// The link (for its timeouts).
     link: LinkHandle,
     /// The circuit ID on the link.
@@ -89,8 +94,13 @@ impl std::fmt::Debug for CircCmdBox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self.0 {
             CircCmd::Extend { .. } => "Extend",
-            CircCmd::Begin { .. } => "Begin",
-            CircCmd::BeginDir { .. } => "BeginDir",
+            CircCmd::Begin {
+                to: BeginTo::Exit { .. },
+                ..
+            } => "Begin",
+            CircCmd::Begin {
+                to: BeginTo::Dir, ..
+            } => "BeginDir",
             CircCmd::Close(_) => "Close",
             CircCmd::Wake => "Wake",
         })
@@ -98,36 +108,14 @@ impl std::fmt::Debug for CircCmdBox {
 }
 
 impl Circuit {
-    /// The circuit's ID on its link.
-    pub fn id(&self) -> CircId {
-        self.id
-    }
-
-    /// Why the circuit closed, if it did.
-    pub fn closed_reason(&self) -> Option<CircuitClosed> {
-        self.closed.borrow().clone()
-    }
-
-    /// Wait until the circuit is gone; why.
-    pub async fn closed(&self) -> CircuitClosed {
-        let mut rx = self.closed.clone();
-        match rx.wait_for(Option::is_some).await {
-            Ok(r) => r.clone().unwrap_or(CircuitClosed::Local),
-            Err(_) => CircuitClosed::Local,
-        }
-    }
-
-    /// The error for a task that is gone.
-    fn gone(&self) -> OpError {
-        OpError::CircuitClosed(self.closed_reason().unwrap_or(CircuitClosed::Local))
-    }
+    circuit_handle!();
 
     /// Send a command, failing if the task is gone.
     async fn command(&self, cmd: CircCmd) -> Result<(), OpError> {
         self.cmd
             .send(CircCmdBox(cmd))
             .await
-            .map_err(|_| self.gone())
+            .map_err(|_| self.closed.gone())
     }
 
     /// Extend the circuit to `target` with `kind` (EXTEND2; see [`ExtendKind`]); waits for
@@ -147,7 +135,7 @@ impl Circuit {
         .await?;
         match tokio::time::timeout(self.link.config.extend_timeout, rx).await {
             Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(self.gone()),
+            Ok(Err(_)) => Err(self.closed.gone()),
             Err(_) => {
                 let why = CircuitClosed::TimedOut("waiting for EXTENDED2");
                 let _ = self.cmd.try_send(CircCmdBox(CircCmd::Close(why)));
@@ -162,30 +150,26 @@ impl Circuit {
     /// [`OpError::Stream`] with the END reason.
     pub async fn begin(&self, host: &str, port: u16) -> Result<DataStream, OpError> {
         let addr = Address::parse(host).map_err(OpError::BadAddress)?;
-        let (reply, rx) = oneshot::channel();
-        self.command(CircCmd::Begin { addr, port, reply }).await?;
-        match tokio::time::timeout(self.link.config.begin_timeout, rx).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(self.gone()),
-            Err(_) => {
-                // The task ends the stream (best effort: if the queue is full, it does so at
-                // its next wake-up).
-                let _ = self.cmd.try_send(CircCmdBox(CircCmd::Wake));
-                Err(OpError::Timeout("waiting for RELAY_CONNECTED"))
-            }
-        }
+        self.open(BeginTo::Exit { addr, port }).await
     }
 
     /// Open a directory stream to the last hop (RELAY_BEGIN_DIR) and wait for
     /// RELAY_CONNECTED (at most [`LinkConfig::begin_timeout`](crate::LinkConfig)): an HTTP/1.0
     /// request to the relay's directory server goes over it.
     pub async fn begin_dir(&self) -> Result<DataStream, OpError> {
+        self.open(BeginTo::Dir).await
+    }
+
+    /// Open a stream to `to` and wait for RELAY_CONNECTED.
+    async fn open(&self, to: BeginTo) -> Result<DataStream, OpError> {
         let (reply, rx) = oneshot::channel();
-        self.command(CircCmd::BeginDir { reply }).await?;
+        self.command(CircCmd::Begin { to, reply }).await?;
         match tokio::time::timeout(self.link.config.begin_timeout, rx).await {
             Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(self.gone()),
+            Ok(Err(_)) => Err(self.closed.gone()),
             Err(_) => {
+                // The task ends the stream (best effort: if the queue is full, it does so at
+                // its next wake-up).
                 let _ = self.cmd.try_send(CircCmdBox(CircCmd::Wake));
                 Err(OpError::Timeout("waiting for RELAY_CONNECTED"))
             }
@@ -208,29 +192,188 @@ pub(crate) fn spawn(
     link: LinkHandle,
 ) -> Circuit {
     let (cmd_tx, cmd_rx) = mpsc::channel(CIRCUIT_COMMAND_QUEUE);
-    let (closed_tx, closed_rx) = watch::channel(None);
     let task = CircTask {
-        id,
-        circ,
-        inbound,
-        link: link.clone(),
+        core: CircCore::new(id, circ, inbound, link.clone()),
         cmds: cmd_rx,
         cmds_open: true,
         notify: Arc::new(Notify::new()),
         streams: BTreeMap::new(),
         begins: BTreeMap::new(),
         extend: None,
-        rng: os_rng(),
     };
-    tokio::spawn(async move {
-        let reason = task.run().await;
-        let _ = closed_tx.send(Some(reason));
-    });
     Circuit {
         cmd: cmd_tx,
-        closed: closed_rx,
+        closed: ClosedWatch::spawn(task.run()),
         link,
         id,
+    }
+}
+
+/// The accessors of a circuit handle (in its `impl` block): `id()` and `closed_reason()` /
+/// `closed()` by its fields `id: CircId` and `closed:` [`ClosedWatch`].
+macro_rules! circuit_handle {
+    () => {
+        /// The circuit's ID on its link.
+        pub fn id(&self) -> CircId {
+            self.id
+        }
+
+        /// Why the circuit closed, if it did.
+        pub fn closed_reason(&self) -> Option<CircuitClosed> {
+            self.closed.reason()
+        }
+
+        /// Wait until the circuit is gone; why.
+        pub async fn closed(&self) -> CircuitClosed {
+            self.closed.wait().await
+        }
+    };
+}
+pub(crate) use circuit_handle;
+
+/// Why a circuit's task ended, as the circuit's handles watch it.
+#[derive(Debug, Clone)]
+pub(crate) struct ClosedWatch(watch::Receiver<Option<CircuitClosed>>);
+
+impl ClosedWatch {
+    /// Run a circuit's task (which returns why the circuit ended) and watch for its end.
+    pub(crate) fn spawn(task: impl Future<Output = CircuitClosed> + Send + 'static) -> Self {
+        let (tx, rx) = watch::channel(None);
+        tokio::spawn(async move {
+            let _ = tx.send(Some(task.await));
+        });
+        ClosedWatch(rx)
+    }
+
+    /// Why the circuit closed, if it did.
+    pub(crate) fn reason(&self) -> Option<CircuitClosed> {
+        self.0.borrow().clone()
+    }
+
+    /// Wait until the circuit is gone; why.
+    pub(crate) async fn wait(&self) -> CircuitClosed {
+        let mut rx = self.0.clone();
+        match rx.wait_for(Option::is_some).await {
+            Ok(r) => r.clone().unwrap_or(CircuitClosed::Local),
+            Err(_) => CircuitClosed::Local,
+        }
+    }
+
+    /// The error for a request to a task that is gone.
+    pub(crate) fn gone(&self) -> OpError {
+        OpError::CircuitClosed(self.reason().unwrap_or(CircuitClosed::Local))
+    }
+}
+
+/// What every circuit task owns: the core's circuit and its place on the link.
+pub(crate) struct CircCore {
+    /// The circuit ID on the link.
+    pub(crate) id: CircId,
+    /// The sans-IO circuit.
+    pub(crate) circ: ClientCircuit,
+    /// Cells from hop 1 (filled by the link's reactor).
+    inbound: mpsc::Receiver<ChanMsg>,
+    /// The link.
+    link: LinkHandle,
+    /// Handshakes, stream IDs, relay cell padding.
+    pub(crate) rng: OsRng,
+}
+
+impl CircCore {
+    /// The core of a freshly created circuit `id` on `link`.
+    pub(crate) fn new(
+        id: CircId,
+        circ: ClientCircuit,
+        inbound: mpsc::Receiver<ChanMsg>,
+        link: LinkHandle,
+    ) -> Self {
+        CircCore {
+            id,
+            circ,
+            inbound,
+            link,
+            rng: os_rng(),
+        }
+    }
+
+    /// The next cell from hop 1; the link's end once its reactor is gone.
+    pub(crate) async fn next_cell(&mut self) -> Step<ChanMsg> {
+        self.inbound
+            .recv()
+            .await
+            .ok_or_else(|| CircuitClosed::Link(self.link.error()))
+    }
+
+    /// Hand a cell from hop 1 to the core: its events. A fatal error ends the circuit;
+    /// another only drops the cell.
+    pub(crate) fn take_cell(&mut self, msg: ChanMsg) -> Step<Vec<ClientEvent>> {
+        match self.circ.handle_cell(&mut self.rng, msg) {
+            Ok(events) => Ok(events),
+            Err(e) => {
+                let e = check(e)?;
+                tracing::debug!(circ = %self.id, "cell ignored: {e}");
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// Hand one cell to the link, waiting for room in its queue.
+    pub(crate) async fn send(&self, msg: ChanMsg) -> Step {
+        self.link
+            .cmd
+            .send(LinkCmd::Cell { id: self.id, msg })
+            .await
+            .map_err(|_| CircuitClosed::Link(self.link.error()))
+    }
+
+    /// Hand every cell the core queued to the link.
+    pub(crate) async fn flush(&mut self) -> Step {
+        while let Some(cell) = self.circ.poll_outgoing() {
+            let msg = cell.into_chan_msg();
+            tracing::trace!(circ = %self.id, cmd = %msg.cmd(), "cell out");
+            self.send(msg).await?;
+        }
+        Ok(())
+    }
+
+    /// The circuit ended for `reason`: DESTROY (if still needed) and forget it at the link,
+    /// unless the link is what died; take no more cells.
+    pub(crate) async fn close(&mut self, reason: &CircuitClosed) {
+        let closing = self.circ.close();
+        if !matches!(reason, CircuitClosed::Link(_)) {
+            if let Some(destroy) = closing.destroy {
+                let _ = self.send(destroy).await;
+            }
+            let forget = LinkCmd::Forget {
+                id: self.id,
+                destroy: false,
+            };
+            let _ = self.link.cmd.send(forget).await;
+        }
+        self.inbound.close();
+    }
+}
+
+/// Whether a circuit task must stop, and why; or what it got.
+pub(crate) type Step<T = ()> = Result<T, CircuitClosed>;
+
+/// A core error: fatal ones end the circuit.
+fn check(e: CircuitError) -> Step<CircuitError> {
+    if e.is_fatal() {
+        Err(CircuitClosed::Failed(e))
+    } else {
+        Ok(e)
+    }
+}
+
+/// Answer `reply` with the core's refusal `e` of a command; a fatal one ends the circuit.
+pub(crate) fn refuse<T>(reply: oneshot::Sender<Result<T, OpError>>, e: CircuitError) -> Step {
+    let fatal = e.is_fatal();
+    let _ = reply.send(Err(OpError::Circuit(e.clone())));
+    if fatal {
+        Err(CircuitClosed::Failed(e))
+    } else {
+        Ok(())
     }
 }
 
@@ -239,10 +382,7 @@ type BeginReply = oneshot::Sender<Result<DataStream, OpError>>;
 
 /// The task that owns a [`ClientCircuit`].
 struct CircTask {
-    id: CircId,
-    circ: ClientCircuit,
-    inbound: mpsc::Receiver<ChanMsg>,
-    link: LinkHandle,
+    core: CircCore,
     cmds: mpsc::Receiver<CircCmdBox>,
     /// Whether some handle may still send commands.
     cmds_open: bool,
@@ -254,19 +394,12 @@ struct CircTask {
     begins: BTreeMap<StreamId, BeginReply>,
     /// The extension in progress.
     extend: Option<oneshot::Sender<Result<(), OpError>>>,
-    rng: OsRng,
 }
-
-/// Whether the task must stop, and why.
-type Step = Result<(), CircuitClosed>;
 
 impl CircTask {
     /// Serve until the circuit ends; then tear down. Returns why it ended.
     async fn run(mut self) -> CircuitClosed {
-        let reason = match self.serve().await {
-            Ok(()) => CircuitClosed::Local,
-            Err(r) => r,
-        };
+        let reason = self.serve().await.err().unwrap_or(CircuitClosed::Local);
         self.tear_down(&reason).await;
         reason
     }
@@ -279,10 +412,7 @@ impl CircTask {
                 return Ok(());
             }
             tokio::select! {
-                m = self.inbound.recv() => match m {
-                    Some(msg) => self.on_cell(msg)?,
-                    None => return Err(CircuitClosed::Link(self.link.error())),
-                },
+                m = self.core.next_cell() => self.on_cell(m?)?,
                 c = self.cmds.recv(), if self.cmds_open => match c {
                     Some(CircCmdBox(cmd)) => self.on_command(cmd)?,
                     None => self.cmds_open = false,
@@ -295,28 +425,7 @@ impl CircTask {
     /// Close the circuit: DESTROY (if still needed and possible), fail what is pending, and
     /// forget the circuit at the link.
     async fn tear_down(&mut self, reason: &CircuitClosed) {
-        let closing = self.circ.close();
-        let link_alive = !matches!(reason, CircuitClosed::Link(_));
-        if link_alive {
-            if let Some(destroy) = closing.destroy {
-                let _ = self
-                    .link
-                    .cmd
-                    .send(LinkCmd::Cell {
-                        id: self.id,
-                        msg: destroy,
-                    })
-                    .await;
-            }
-            let _ = self
-                .link
-                .cmd
-                .send(LinkCmd::Forget {
-                    id: self.id,
-                    destroy: false,
-                })
-                .await;
-        }
+        self.core.close(reason).await;
         let err = || StreamError::Circuit(reason.clone());
         for (_, s) in std::mem::take(&mut self.streams) {
             s.finish(Ended::Error(err()));
@@ -327,35 +436,7 @@ impl CircTask {
         if let Some(reply) = self.extend.take() {
             let _ = reply.send(Err(OpError::CircuitClosed(reason.clone())));
         }
-        self.inbound.close();
         self.cmds.close();
-    }
-
-    /// A core error: fatal ones end the circuit.
-    fn check(&self, e: CircuitError) -> Result<CircuitError, CircuitClosed> {
-        if e.is_fatal() {
-            Err(CircuitClosed::Failed(e))
-        } else {
-            Ok(e)
-        }
-    }
-
-    /// Hand every queued cell to the link.
-    async fn flush(&mut self) -> Step {
-        while let Some(cell) = self.circ.poll_outgoing() {
-            let msg = cell.into_chan_msg();
-            tracing::trace!(circ = %self.id, cmd = %msg.cmd(), "cell out");
-            if self
-                .link
-                .cmd
-                .send(LinkCmd::Cell { id: self.id, msg })
-                .await
-                .is_err()
-            {
-                return Err(CircuitClosed::Link(self.link.error()));
-            }
-        }
-        Ok(())
     }
 
     /// End the streams whose opener gave up waiting for CONNECTED.
@@ -370,8 +451,9 @@ impl CircTask {
             self.begins.remove(&sid);
             // An OP ends a stream with MISC (tor-spec §6.3). The core's queue was just
             // drained, so it has room.
-            if let Err(e) = self.circ.end_stream(&mut self.rng, sid, EndReason::MISC) {
-                self.check(e)?;
+            let core = &mut self.core;
+            if let Err(e) = core.circ.end_stream(&mut core.rng, sid, EndReason::MISC) {
+                check(e)?;
             }
         }
         Ok(())
@@ -379,15 +461,15 @@ impl CircTask {
 
     /// Move stream bytes and consumption into cells until nothing moves.
     async fn pump(&mut self) -> Step {
-        self.flush().await?;
+        self.core.flush().await?;
         self.abandon_begins()?;
-        self.flush().await?;
+        self.core.flush().await?;
         loop {
             let ids: Vec<StreamId> = self.streams.keys().copied().collect();
             let mut progress = false;
             for sid in ids {
                 progress |= self.service(sid)?;
-                self.flush().await?;
+                self.core.flush().await?;
             }
             if !progress {
                 return Ok(());
@@ -396,15 +478,16 @@ impl CircTask {
     }
 
     /// One stream's consumption, written bytes and drop; whether anything moved.
-    fn service(&mut self, sid: StreamId) -> Result<bool, CircuitClosed> {
+    fn service(&mut self, sid: StreamId) -> Step<bool> {
         let Some(shared) = self.streams.get(&sid).cloned() else {
             return Ok(false);
         };
         let mut s = shared.lock();
         let mut progress = false;
+        let core = &mut self.core;
         if s.consumed > 0 {
-            tracing::trace!(circ = %self.id, ?sid, consumed = s.consumed, "stream consumption");
-            match self.circ.stream_consumed(&mut self.rng, sid, s.consumed) {
+            tracing::trace!(circ = %core.id, ?sid, consumed = s.consumed, "stream consumption");
+            match core.circ.stream_consumed(&mut core.rng, sid, s.consumed) {
                 Ok(()) => {
                     s.consumed = 0;
                     progress = true;
@@ -412,21 +495,21 @@ impl CircTask {
                 // Retried after the flush.
                 Err(CircuitError::QueueFull) => progress = true,
                 Err(e) => {
-                    self.check(e)?;
+                    check(e)?;
                 }
             }
         }
         let mut drained = false;
-        while !s.write_buf.is_empty() && self.circ.is_writable(sid) {
+        while !s.write_buf.is_empty() && core.circ.is_writable(sid) {
             let bytes = s.write_buf.make_contiguous();
-            match self.circ.send_data(&mut self.rng, sid, bytes) {
+            match core.circ.send_data(&mut core.rng, sid, bytes) {
                 Ok(0) => break,
                 Ok(n) => {
                     s.write_buf.drain(..n);
                     drained = true;
                 }
                 Err(e) => {
-                    self.check(e)?;
+                    check(e)?;
                     break;
                 }
             }
@@ -438,7 +521,7 @@ impl CircTask {
             }
         }
         if s.dropped && s.write_buf.is_empty() && s.ended.is_none() {
-            match self.circ.end_stream(&mut self.rng, sid, EndReason::DONE) {
+            match core.circ.end_stream(&mut core.rng, sid, EndReason::DONE) {
                 Ok(()) => {
                     drop(s);
                     self.streams.remove(&sid);
@@ -446,7 +529,7 @@ impl CircTask {
                 }
                 Err(CircuitError::QueueFull) => progress = true,
                 Err(e) => {
-                    self.check(e)?;
+                    check(e)?;
                     drop(s);
                     self.streams.remove(&sid);
                 }
@@ -458,15 +541,7 @@ impl CircTask {
     /// A cell from hop 1.
     fn on_cell(&mut self, msg: ChanMsg) -> Step {
         // The outgoing queue was drained by the last pump: the core has room for answers.
-        let events = match self.circ.handle_cell(&mut self.rng, msg) {
-            Ok(ev) => ev,
-            Err(e) => {
-                let e = self.check(e)?;
-                tracing::debug!(circ = %self.id, "cell ignored: {e}");
-                return Ok(());
-            }
-        };
-        for ev in events {
+        for ev in self.core.take_cell(msg)? {
             self.on_event(ev)?;
         }
         Ok(())
@@ -519,13 +594,14 @@ impl CircTask {
                 }
             }
             ClientEvent::CircuitClosed { reason } => return Err(reason.into()),
-            other => tracing::debug!(circ = %self.id, "event ignored: {other:?}"),
+            other => tracing::debug!(circ = %self.core.id, "event ignored: {other:?}"),
         }
         Ok(())
     }
 
     /// A command from a handle.
     fn on_command(&mut self, cmd: CircCmd) -> Step {
+        let core = &mut self.core;
         match cmd {
             CircCmd::Extend {
                 target,
@@ -537,52 +613,29 @@ impl CircTask {
                     return Ok(());
                 }
                 let r = match kind {
-                    ExtendKind::Handshake(k) => self.circ.extend(&mut self.rng, &target, k),
-                    ExtendKind::LegacyTap => self.circ.extend_legacy_tap(&mut self.rng, &target),
+                    ExtendKind::Handshake(k) => core.circ.extend(&mut core.rng, &target, k),
+                    ExtendKind::LegacyTap => core.circ.extend_legacy_tap(&mut core.rng, &target),
                 };
                 match r {
                     Ok(_) => self.extend = Some(reply),
-                    Err(e) => {
-                        let fatal = e.is_fatal();
-                        let _ = reply.send(Err(OpError::Circuit(e.clone())));
-                        if fatal {
-                            return Err(CircuitClosed::Failed(e));
-                        }
-                    }
+                    Err(e) => return refuse(reply, e),
                 }
             }
-            CircCmd::Begin { addr, port, reply } => {
+            CircCmd::Begin { to, reply } => {
                 if reply.is_closed() {
                     return Ok(());
                 }
-                match self.circ.begin(&mut self.rng, addr, port, BeginFlags::NONE) {
+                let r = match to {
+                    BeginTo::Exit { addr, port } => {
+                        core.circ.begin(&mut core.rng, addr, port, BeginFlags::NONE)
+                    }
+                    BeginTo::Dir => core.circ.begin_dir(&mut core.rng),
+                };
+                match r {
                     Ok(sid) => {
                         self.begins.insert(sid, reply);
                     }
-                    Err(e) => {
-                        let fatal = e.is_fatal();
-                        let _ = reply.send(Err(OpError::Circuit(e.clone())));
-                        if fatal {
-                            return Err(CircuitClosed::Failed(e));
-                        }
-                    }
-                }
-            }
-            CircCmd::BeginDir { reply } => {
-                if reply.is_closed() {
-                    return Ok(());
-                }
-                match self.circ.begin_dir(&mut self.rng) {
-                    Ok(sid) => {
-                        self.begins.insert(sid, reply);
-                    }
-                    Err(e) => {
-                        let fatal = e.is_fatal();
-                        let _ = reply.send(Err(OpError::Circuit(e.clone())));
-                        if fatal {
-                            return Err(CircuitClosed::Failed(e));
-                        }
-                    }
+                    Err(e) => return refuse(reply, e),
                 }
             }
             CircCmd::Close(reason) => return Err(reason),

@@ -28,6 +28,7 @@ mod connect;
 pub mod driver;
 mod error;
 mod link;
+mod pipe;
 mod stream;
 
 #[cfg(test)]

@@ -430,25 +430,39 @@ impl Transport {
     }
 }
 
+/// The next connection on `listener`, `None` at shutdown; meanwhile, finished connection tasks
+/// are reaped from `conns`. A failed accept is logged (`what` names the listener) and retried
+/// after a pause.
+pub(crate) async fn accept_next(
+    listener: &TcpListener,
+    shutdown: &Shutdown,
+    conns: &mut JoinSet<()>,
+    what: &str,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.wait() => return None,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok(a) => return Some(a),
+            Err(e) => {
+                tracing::warn!("{what}: accept failed: {e}");
+                // Out of descriptors and the like: do not spin.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
 async fn accept_loop(listener: TcpListener, transport: Transport, ctx: Arc<ServerContext>) {
     let transport = Arc::new(transport);
     let kind = transport.kind();
     let mut conns = JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            () = ctx.shutdown.wait() => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
-            a = listener.accept() => a,
-        };
-        let (tcp, addr) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(kind = kind.as_str(), "accept failed: {e}");
-                // Out of descriptors and the like: do not spin.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+    while let Some((tcp, addr)) =
+        accept_next(&listener, &ctx.shutdown, &mut conns, kind.as_str()).await
+    {
         let peer = ctx.peer(addr);
         let Some(slot) = ctx.try_reserve_link() else {
             ctx.metrics.links_refused.inc();

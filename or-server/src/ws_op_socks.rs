@@ -26,7 +26,7 @@ use tokio::task::JoinSet;
 
 use crate::router::{LinkMsg, Owner};
 use crate::seed::{SeedMsg, TO_SOCKS_MSGS, WS_CHUNK, WsDown};
-use crate::server::ServerContext;
+use crate::server::{ServerContext, accept_next};
 
 /// Time a client has to complete the SOCKS5 handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -43,20 +43,9 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerContext>) {
     }
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut conns = JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            () = ctx.shutdown.wait() => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
-            a = listener.accept() => a,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!("ws_op_socks: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+    while let Some((tcp, peer)) =
+        accept_next(&listener, &ctx.shutdown, &mut conns, "ws_op_socks").await
+    {
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
             tracing::debug!("ws_op_socks: connection limit reached: closing");
             continue;

@@ -1,4 +1,6 @@
-//! A small sans-IO HTTP/1.1 client: build a GET request, read a response incrementally.
+//! A small sans-IO HTTP/1.1 client: build a request (any method, headers, a body with
+//! `Content-Length` or chunked), read a response incrementally, tell whether the connection
+//! can carry the next request (keep-alive).
 //!
 //! This is the one HTTP client parser of the project: the engine's directory fetches over
 //! BEGIN_DIR use it, and so does the browser OP's `fetch()` over a stream.
@@ -18,7 +20,15 @@
 //! }
 //! // when the connection closes:
 //! parser.finish()?;       // End for a body delimited by the close, or an error if truncated
+//! // after End: may the connection carry the next request?
+//! parser.reusable();
 //! ```
+//!
+//! A request with a body: `Request::new("POST", host, path)?.body(bytes)` sends
+//! `Content-Length`; `.chunked()` sends only the head with `Transfer-Encoding: chunked`, then
+//! the caller sends [`encode_chunk`] for every piece and [`LAST_CHUNK`] at the end. The caller
+//! cannot set `Content-Length`, `Transfer-Encoding` or `Host` itself: the framing is always the
+//! one the body was built with, so a request cannot be smuggled into another.
 //!
 //! The head is parsed with `httparse`; the body is delimited by `Content-Length`, by
 //! `Transfer-Encoding: chunked` (chunk extensions and trailers skipped), or by the end of the
@@ -71,12 +81,41 @@ pub enum HttpError {
 
 // ----- requests ------------------------------------------------------------------------
 
-/// An HTTP/1.1 GET request.
+/// An HTTP/1.1 request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
+    method: String,
     host: String,
     path: String,
     headers: Vec<(String, String)>,
+    body: RequestBody,
+}
+
+/// How a request's body is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RequestBody {
+    /// No body (`Content-Length: 0` for methods that expect one).
+    None,
+    /// These bytes, with `Content-Length`.
+    Bytes(Vec<u8>),
+    /// `Transfer-Encoding: chunked`: the caller sends the chunks after the head.
+    Chunked,
+}
+
+/// The chunk ending a chunked request body (no trailers).
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// One chunk of a chunked body: size in hex, CRLF, the data, CRLF. Empty data gives nothing
+/// (an empty chunk would end the body: send [`LAST_CHUNK`] for that).
+pub fn encode_chunk(data: &[u8]) -> Vec<u8> {
+    if data.is_empty() {
+        return Vec::new();
+    }
+    let mut out = format!("{:x}\r\n", data.len()).into_bytes();
+    out.reserve(data.len().saturating_add(2));
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+    out
 }
 
 /// Whether `s` is a token (RFC 9110 §5.6.2).
@@ -92,10 +131,25 @@ fn no_ctl(s: &str, tab: bool) -> bool {
         .all(|b| !(b.is_ascii_control() && !(tab && b == b'\t')) && b != 0x7f)
 }
 
+/// Headers the request sets itself from its host and body.
+const FRAMING_HEADERS: [&str; 3] = ["content-length", "transfer-encoding", "host"];
+
 impl Request {
     /// `GET path` with `Host: host`. The path must start with `/` and contain no space or
     /// control character; the host no space, `/` or control character.
     pub fn get(host: &str, path: &str) -> Result<Self, HttpError> {
+        Self::new("GET", host, path)
+    }
+
+    /// `method path` with `Host: host`; the method must be a token (`GET`, `POST`, ...; case
+    /// kept), the host and path as for [`Request::get`]. `CONNECT` and `TRACE` are refused.
+    pub fn new(method: &str, host: &str, path: &str) -> Result<Self, HttpError> {
+        if !is_token(method)
+            || method.eq_ignore_ascii_case("CONNECT")
+            || method.eq_ignore_ascii_case("TRACE")
+        {
+            return Err(HttpError::InvalidRequest("method"));
+        }
         if !path.starts_with('/') || !no_ctl(path, false) || path.contains(' ') {
             return Err(HttpError::InvalidRequest("path"));
         }
@@ -103,16 +157,22 @@ impl Request {
             return Err(HttpError::InvalidRequest("host"));
         }
         Ok(Request {
+            method: method.to_owned(),
             host: host.to_owned(),
             path: path.to_owned(),
             headers: Vec::new(),
+            body: RequestBody::None,
         })
     }
 
     /// Add a header (name a token; value without CR, LF or other control characters).
+    /// `Content-Length`, `Transfer-Encoding` and `Host` are refused: the request sets them.
     pub fn header(mut self, name: &str, value: &str) -> Result<Self, HttpError> {
         if !is_token(name) {
             return Err(HttpError::InvalidRequest("header name"));
+        }
+        if FRAMING_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+            return Err(HttpError::InvalidRequest("framing header"));
         }
         if !no_ctl(value, true) {
             return Err(HttpError::InvalidRequest("header value"));
@@ -121,17 +181,62 @@ impl Request {
         Ok(self)
     }
 
-    /// The request's bytes.
+    /// Send `body` with `Content-Length` (replaces any body set before).
+    pub fn body(mut self, body: Vec<u8>) -> Self {
+        self.body = RequestBody::Bytes(body);
+        self
+    }
+
+    /// Send the body chunked: [`Request::to_bytes`] gives the head only, with
+    /// `Transfer-Encoding: chunked`; the caller then sends [`encode_chunk`] pieces and
+    /// [`LAST_CHUNK`].
+    pub fn chunked(mut self) -> Self {
+        self.body = RequestBody::Chunked;
+        self
+    }
+
+    /// The method.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// Whether the response to this request has no body whatever its headers say (HEAD).
+    pub fn is_head(&self) -> bool {
+        self.method.eq_ignore_ascii_case("HEAD")
+    }
+
+    /// The request's bytes: the head, then the body if it was given with [`Request::body`].
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut s = format!("GET {} HTTP/1.1\r\nHost: {}\r\n", self.path, self.host);
+        let mut s = format!(
+            "{} {} HTTP/1.1\r\nHost: {}\r\n",
+            self.method, self.path, self.host
+        );
         for (n, v) in &self.headers {
             s.push_str(n);
             s.push_str(": ");
             s.push_str(v);
             s.push_str("\r\n");
         }
+        match &self.body {
+            RequestBody::Bytes(b) => s.push_str(&format!("Content-Length: {}\r\n", b.len())),
+            RequestBody::Chunked => s.push_str("Transfer-Encoding: chunked\r\n"),
+            RequestBody::None => {
+                // RFC 9110 §8.6: a user agent should send Content-Length for a method that
+                // expects content even when there is none.
+                if ["POST", "PUT", "PATCH"]
+                    .iter()
+                    .any(|m| self.method.eq_ignore_ascii_case(m))
+                {
+                    s.push_str("Content-Length: 0\r\n");
+                }
+            }
+        }
         s.push_str("\r\n");
-        s.into_bytes()
+        let mut out = s.into_bytes();
+        if let RequestBody::Bytes(b) = &self.body {
+            out.extend_from_slice(b);
+        }
+        out
     }
 }
 
@@ -191,6 +296,25 @@ impl ResponseHead {
     /// Whether the status is 2xx.
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
+    }
+
+    /// Whether the `Connection` headers list `token` (case-insensitive).
+    fn connection_has(&self, token: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+            .flat_map(|(_, v)| v.split(|&b| b == b','))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    }
+
+    /// Whether the server keeps the connection open after this response: HTTP/1.1 without
+    /// `Connection: close`, or HTTP/1.0 with `Connection: keep-alive`.
+    pub fn keep_alive(&self) -> bool {
+        if self.version >= 1 {
+            !self.connection_has("close")
+        } else {
+            self.connection_has("keep-alive") && !self.connection_has("close")
+        }
     }
 }
 
@@ -252,6 +376,8 @@ pub struct ResponseParser {
     body_len: u64,
     /// The request was HEAD: no body whatever the headers say.
     head_request: bool,
+    /// The head allows another request on the connection and the body has a known end.
+    persistent: bool,
 }
 
 impl ResponseParser {
@@ -263,6 +389,7 @@ impl ResponseParser {
             buf: Vec::new(),
             body_len: 0,
             head_request: false,
+            persistent: false,
         }
     }
 
@@ -282,6 +409,13 @@ impl ResponseParser {
     /// Body bytes delivered so far.
     pub fn body_len(&self) -> u64 {
         self.body_len
+    }
+
+    /// Whether the connection may carry another request: the response is complete, its body
+    /// was not delimited by the close, and the server did not ask to close
+    /// ([`ResponseHead::keep_alive`]).
+    pub fn reusable(&self) -> bool {
+        self.phase == Phase::Done && self.persistent
     }
 
     /// Parse more received bytes. Any error is final.
@@ -385,6 +519,7 @@ impl ResponseParser {
             };
         }
         let body = self.body_mode(&head)?;
+        self.persistent = head.keep_alive() && body != Some(Body::UntilClose);
         out.push(HttpEvent::Head(head));
         match body {
             None => {
@@ -713,6 +848,90 @@ mod test {
                 .header("X", "v\r\nY: z")
                 .is_err()
         );
+    }
+
+    #[test]
+    fn request_with_method_and_body() {
+        let r = Request::new("POST", "h:8080", "/echo")
+            .unwrap()
+            .header("Content-Type", "application/octet-stream")
+            .unwrap()
+            .body(b"abc\r\n\x00".to_vec());
+        assert_eq!(r.method(), "POST");
+        assert_eq!(
+            r.to_bytes(),
+            b"POST /echo HTTP/1.1\r\nHost: h:8080\r\nContent-Type: application/octet-stream\r\nContent-Length: 6\r\n\r\nabc\r\n\x00"
+        );
+        // POST without a body says so; GET and DELETE without one send no length.
+        let empty = Request::new("POST", "h", "/").unwrap().to_bytes();
+        assert_eq!(
+            empty,
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"
+        );
+        let del = Request::new("DELETE", "h", "/x").unwrap().to_bytes();
+        assert_eq!(del, b"DELETE /x HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert!(Request::new("HEAD", "h", "/").unwrap().is_head());
+        // Bad methods, and the framing headers the request owns.
+        for m in ["", "GE T", "G\r\nET", "CONNECT", "trace"] {
+            assert_eq!(
+                Request::new(m, "h", "/"),
+                Err(HttpError::InvalidRequest("method")),
+                "{m:?}"
+            );
+        }
+        for h in ["Content-Length", "transfer-encoding", "HOST"] {
+            assert_eq!(
+                Request::get("h", "/").unwrap().header(h, "1"),
+                Err(HttpError::InvalidRequest("framing header"))
+            );
+        }
+    }
+
+    #[test]
+    fn chunked_request_body_round_trips() {
+        let r = Request::new("PUT", "h", "/u").unwrap().chunked();
+        assert_eq!(
+            r.to_bytes(),
+            b"PUT /u HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        assert!(encode_chunk(b"").is_empty());
+        assert_eq!(encode_chunk(&[7u8; 26]).get(..4).unwrap(), b"1a\r\n");
+        // Our own parser reads the encoded pieces back (as a response body).
+        let pieces: Vec<Vec<u8>> = vec![b"hello".to_vec(), vec![], vec![0xAB; 4000], b"!".to_vec()];
+        let mut bytes = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for p in &pieces {
+            bytes.extend(encode_chunk(p));
+        }
+        bytes.extend_from_slice(LAST_CHUNK);
+        let r = run(&bytes, &[], Limits::default()).unwrap();
+        assert_eq!(r.body, pieces.concat());
+    }
+
+    #[test]
+    fn keep_alive_only_when_allowed_and_complete() {
+        let reusable = |bytes: &[u8]| {
+            let mut p = ResponseParser::new(Limits::default());
+            let _ = p.feed(bytes).unwrap();
+            p.reusable()
+        };
+        assert!(reusable(CL));
+        assert!(reusable(CHUNKED));
+        // Incomplete: not yet.
+        assert!(!reusable(&CL[..CL.len() - 1]));
+        // The server closes, or the body ends with the close, or HTTP/1.0 without keep-alive.
+        assert!(!reusable(
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 1\r\n\r\nx"
+        ));
+        assert!(!reusable(b"HTTP/1.1 200 OK\r\n\r\nbody until close"));
+        assert!(!reusable(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nx"));
+        assert!(reusable(
+            b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 1\r\n\r\nx"
+        ));
+        assert!(reusable(b"HTTP/1.1 204 No Content\r\n\r\n"));
+        let mut closed = ResponseParser::new(Limits::default());
+        let _ = closed.feed(CLOSE).unwrap();
+        let _ = closed.finish().unwrap();
+        assert!(closed.is_done() && !closed.reusable());
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! onion-op --network FILE --socks 127.0.0.1:9150 [--hops N] [--circuits NB] [--one-or FP]
-//!          [--no-pool] [--tls-only | --ws-only] [--log LEVEL]
+//!          [--no-pool] [--tls-only | --ws-only] [--handshake tap|ntor|ntor-v3|fast]
+//!          [--associate DOMAIN [--origin HOST:PORT]] [--log LEVEL]
 //! ```
 //!
 //! SOCKS5 (RFC 1928) CONNECT to host names, IPv4 and IPv6 addresses, Tor's RESOLVE (0xF0)
@@ -22,6 +23,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use onion_core::certs::RsaIdentity;
 use onion_core::engine::{EngineConfig, Transports};
+use onion_core::handshake::HandshakeKind;
 use onion_core::netdesc::NetworkDescription;
 use onion_op::driver::OpClient;
 use onion_op::driver::socks::serve_socks;
@@ -54,6 +56,19 @@ struct Cli {
     /// Reach the first hop over WebSocket only.
     #[arg(long)]
     ws_only: bool,
+    /// Use this handshake wherever the relay's keys allow it instead of the best one:
+    /// `tap` (the seed's TAP-only ORs), `ntor`, `ntor-v3`, or `fast` (CREATE_FAST, hop 1 only).
+    #[arg(long, value_name = "KIND", value_parser = parse_handshake)]
+    handshake: Option<HandshakeKind>,
+    /// The seed's iAnonym mode: associate this fake domain with a one-hop circuit to the
+    /// entry OR (own networks only); requests the OR's WS_OP_SOCKS listener relays for it are
+    /// served through this OP's circuits (`DOMAIN` itself goes to `--origin`,
+    /// `host.DOMAIN` to `host`). Prints `associated DOMAIN` on stdout once sent.
+    #[arg(long, value_name = "DOMAIN")]
+    associate: Option<String>,
+    /// With `--associate`: where requests for the fake domain itself go (`HOST:PORT`).
+    #[arg(long, value_name = "HOST:PORT", requires = "associate", value_parser = parse_origin)]
+    origin: Option<(String, u16)>,
     /// Log filter (`RUST_LOG` syntax), e.g. `info` or `onion_op=debug`.
     #[arg(long, value_name = "FILTER", default_value = "info")]
     log: String,
@@ -86,6 +101,34 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--origin` values: `HOST:PORT` (`[v6]:PORT` too).
+fn parse_origin(s: &str) -> Result<(String, u16), String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s}: HOST:PORT expected"))?;
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("{s}: bad port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("{s}: empty host"));
+    }
+    Ok((host.to_owned(), port))
+}
+
+/// `--handshake` values.
+fn parse_handshake(s: &str) -> Result<HandshakeKind, String> {
+    match s {
+        "tap" => Ok(HandshakeKind::Tap),
+        "ntor" => Ok(HandshakeKind::Ntor),
+        "ntor-v3" => Ok(HandshakeKind::NtorV3),
+        "fast" => Ok(HandshakeKind::CreateFast),
+        _ => Err(format!("{s}: one of tap, ntor, ntor-v3, fast")),
+    }
+}
+
 /// The engine settings from the command line.
 fn engine_config(cli: &Cli) -> Result<EngineConfig, String> {
     let mut config = EngineConfig::default();
@@ -101,6 +144,7 @@ fn engine_config(cli: &Cli) -> Result<EngineConfig, String> {
         config.pin_first = Some(id);
     }
     config.one_circuit = !cli.no_pool;
+    config.handshake = cli.handshake;
     config.transports = Transports {
         ws: !cli.tls_only,
         tls: !cli.ws_only,
@@ -122,6 +166,33 @@ async fn run(cli: Cli) -> Result<(), String> {
     let op = OpClient::start(network, config).map_err(|e| e.to_string())?;
     println!("socks {addr}");
     tracing::info!(%addr, "SOCKS5 listening");
+    if let Some(domain) = &cli.associate {
+        let mut events = op.subscribe();
+        let origin = cli.origin.as_ref().map(|(h, p)| (h.as_str(), *p));
+        op.associate(domain, origin)
+            .await
+            .map_err(|e| format!("--associate {domain}: {e}"))?;
+        let domain = domain.clone();
+        // Report the association on stdout (tests wait for it); stop if refused.
+        tokio::spawn(async move {
+            use onion_core::engine::Event;
+            use std::io::Write;
+            while let Ok(ev) = events.recv().await {
+                let line = match ev {
+                    Event::Associated { fake_domain, .. } => format!("associated {fake_domain}"),
+                    Event::AssociateRefused { fake_domain } => format!("refused {fake_domain}"),
+                    Event::AssociationClosed { fake_domain, .. } => {
+                        format!("dissociated {fake_domain}")
+                    }
+                    _ => continue,
+                };
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
+            }
+            tracing::debug!(%domain, "event stream ended");
+        });
+    }
     tokio::select! {
         () = serve_socks(listener, op.clone()) => Ok(()),
         _ = tokio::signal::ctrl_c() => {

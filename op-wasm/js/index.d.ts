@@ -14,7 +14,7 @@ export interface Hop {
 /** A circuit, for display. */
 export interface Circuit {
   id: number;
-  purpose: "exit" | "directory";
+  purpose: "exit" | "directory" | "seed";
   path: Hop[];
   built: boolean;
   dirty: boolean;
@@ -29,7 +29,27 @@ export type TorEvent =
   | { type: "bootstrapFailed"; error: string }
   | { type: "circuitBuilt"; circuit: Circuit }
   | { type: "circuitFailed"; path: Hop[]; error: string }
-  | { type: "circuitClosed"; id: number; reason: string };
+  | { type: "circuitClosed"; id: number; reason: string }
+  | AssociatedEvent
+  | { type: "associateRefused"; fakeDomain: string }
+  | {
+      type: "seedRequestDone";
+      requestId: string;
+      /** Where the request went, "host:port". */
+      target: string;
+      bytesIn: number;
+      bytesOut: number;
+      error: string | null;
+    }
+  | { type: "associationClosed"; fakeDomain: string; reason: string };
+
+/** associate() succeeded: RELAY_ASSOCIATE was sent on CID. */
+export interface AssociatedEvent {
+  type: "associated";
+  fakeDomain: string;
+  /** CID's circuit id. */
+  circuit: number;
+}
 
 export interface TorClientOptions {
   /** The network description: an object, its JSON text, or a URL to fetch it from. */
@@ -74,6 +94,16 @@ export interface TorRequestInit extends RequestInit {
   maxBody?: number;
 }
 
+/** Counters of fetch()'s connections. */
+export interface FetchStats {
+  /** New connections (each a Tor stream, with TLS for https:). */
+  connectionsOpened: number;
+  /** Requests sent on a kept-alive connection instead of a new one. */
+  connectionsReused: number;
+  /** Kept-alive connections idle now. */
+  idle: number;
+}
+
 export declare class TorClient {
   private constructor();
   /** Start a client; resolves once the directory is verified. */
@@ -82,8 +112,25 @@ export declare class TorClient {
   connect(host: string, port: number, options?: { isolation?: string }): Promise<TorStream>;
   /** Resolve a host name at an exit. */
   resolve(host: string, options?: { isolation?: string }): Promise<string[]>;
-  /** fetch() through Tor (GET; https: with TLS inside wasm, http: visible to the exit). */
+  /**
+   * fetch() through Tor (any method and body; https: with TLS inside wasm, http: visible to
+   * the exit). Idle HTTP/1.1 connections to the same origin with the same isolation key are
+   * kept (at most 4 per origin, 30 s) and carry the next requests.
+   */
   fetch(input: string | URL | Request, init?: TorRequestInit): Promise<Response>;
+  /** fetch()'s connections: Tor streams opened, requests on a kept-alive one, idle ones now. */
+  fetchStats(): FetchStats;
+  /**
+   * The seed's iAnonym mode (own networks): bind fakeDomain to a one-hop circuit to the entry
+   * OR; requests its WS_OP_SOCKS port relays for fakeDomain go to options.origin
+   * ("host:port"), those for host.<fakeDomain> to host, through this client's circuits.
+   * Rejects if the OR refuses the domain.
+   */
+  associate(fakeDomain: string, options?: { origin?: string }): Promise<AssociatedEvent>;
+  /** End the association. */
+  dissociate(): void;
+  /** The associated fake domain, if any. */
+  associatedDomain(): string | undefined;
   circuits(): Circuit[];
   newIdentity(): void;
   close(): void;

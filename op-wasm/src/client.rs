@@ -85,6 +85,8 @@ struct Inner {
     /// `Some(Ok)` once the directory is verified, `Some(Err)` if the bootstrap failed.
     ready: Option<Result<(), String>>,
     closed: bool,
+    /// An `associate()` promise waiting for RELAY_ASSOCIATE to be sent (or refused).
+    assoc_waiter: Option<Settle>,
 }
 
 /// Run `f` on the state, then the engine loop, then the collected JS calls.
@@ -165,6 +167,32 @@ impl Inner {
             && let Some(f) = &self.on_event
         {
             calls.push(Call::Call(f.clone(), js));
+        }
+        if let Some(js) = seed_event(&e) {
+            if let Some(f) = &self.on_event {
+                calls.push(Call::Call(f.clone(), js.clone()));
+            }
+            match &e {
+                Event::Associated { .. } => {
+                    if let Some(w) = self.assoc_waiter.take() {
+                        calls.push(Call::Call(w.resolve, js));
+                    }
+                }
+                Event::AssociateRefused { fake_domain } => {
+                    if let Some(w) = self.assoc_waiter.take() {
+                        let msg = format!("the OR refused the fake domain {fake_domain}");
+                        calls.push(Call::Call(w.reject, js_error(&msg)));
+                    }
+                }
+                Event::AssociationClosed { reason, .. } => {
+                    if let Some(w) = self.assoc_waiter.take() {
+                        let msg = format!("association failed: {reason}");
+                        calls.push(Call::Call(w.reject, js_error(&msg)));
+                    }
+                }
+                _ => {}
+            }
+            return;
         }
         match e {
             Event::Ready => {
@@ -275,6 +303,57 @@ impl Inner {
 }
 
 /// A JavaScript `Error` with this message.
+/// The seed's events as `{ type, ... }` objects: `associated { fakeDomain, circuit }`,
+/// `associateRefused { fakeDomain }`, `seedRequestDone { requestId, target, bytesIn,
+/// bytesOut, error }`, `associationClosed { fakeDomain, reason }`.
+fn seed_event(e: &Event) -> Option<JsValue> {
+    let o = js_sys::Object::new();
+    let set = |k: &str, v: JsValue| {
+        let _ = js_sys::Reflect::set(&o, &JsValue::from_str(k), &v);
+    };
+    match e {
+        Event::Associated {
+            fake_domain,
+            circuit,
+        } => {
+            set("type", "associated".into());
+            set("fakeDomain", fake_domain.as_str().into());
+            set("circuit", (*circuit as f64).into());
+        }
+        Event::AssociateRefused { fake_domain } => {
+            set("type", "associateRefused".into());
+            set("fakeDomain", fake_domain.as_str().into());
+        }
+        Event::SeedRequestDone {
+            request_id,
+            target,
+            bytes_in,
+            bytes_out,
+            error,
+        } => {
+            set("type", "seedRequestDone".into());
+            set("requestId", request_id.as_str().into());
+            set("target", target.as_str().into());
+            set("bytesIn", (*bytes_in as f64).into());
+            set("bytesOut", (*bytes_out as f64).into());
+            set(
+                "error",
+                error.as_deref().map_or(JsValue::NULL, JsValue::from_str),
+            );
+        }
+        Event::AssociationClosed {
+            fake_domain,
+            reason,
+        } => {
+            set("type", "associationClosed".into());
+            set("fakeDomain", fake_domain.as_str().into());
+            set("reason", reason.as_str().into());
+        }
+        _ => return None,
+    }
+    Some(o.into())
+}
+
 fn js_error(msg: &str) -> JsValue {
     js_sys::Error::new(msg).into()
 }
@@ -353,6 +432,7 @@ impl Client {
                 ready_waiters: Vec::new(),
                 ready: None,
                 closed: false,
+                assoc_waiter: None,
             })
         });
         // The bootstrap's first actions; events reach the callback from the next tick on.
@@ -597,6 +677,56 @@ impl Client {
             .try_borrow()
             .map(|i| u32::try_from(i.engine.relay_count()).unwrap_or(u32::MAX))
             .unwrap_or(0)
+    }
+
+    /// The seed's iAnonym mode: a one-hop circuit (CID) to the entry OR bound to
+    /// `fake_domain` (RELAY_ASSOCIATE); the requests the OR's WS_OP_SOCKS listener relays for
+    /// it are served through this client's circuits (`fake_domain` itself goes to
+    /// `origin_host:origin_port`, `host.<fake_domain>` to `host`). Resolves with the
+    /// `associated` event once RELAY_ASSOCIATE is sent; rejects if the OR refuses the domain
+    /// or CID fails first.
+    pub fn associate(
+        &self,
+        fake_domain: &str,
+        origin_host: Option<String>,
+        origin_port: Option<u16>,
+    ) -> Promise {
+        let (p, settle) = Settle::promise();
+        let res = enter(&self.inner, |inner, now| {
+            if inner.assoc_waiter.is_some() {
+                return Err("an associate() is already waiting".to_owned());
+            }
+            let origin = match (&origin_host, origin_port) {
+                (Some(h), Some(port)) => Some((h.as_str(), port)),
+                (None, None) => None,
+                _ => return Err("origin: host and port".to_owned()),
+            };
+            inner
+                .engine
+                .associate(now, fake_domain, origin)
+                .map_err(|e| e.to_string())?;
+            inner.assoc_waiter = settle;
+            Ok(())
+        });
+        match res {
+            Ok(Ok(())) => p,
+            Ok(Err(e)) => Promise::reject(&js_error(&e)),
+            Err(e) => Promise::reject(&e.into()),
+        }
+    }
+
+    /// End the association (CID destroyed, its requests end).
+    pub fn dissociate(&self) -> Result<(), JsError> {
+        enter(&self.inner, |inner, now| inner.engine.dissociate(now))
+    }
+
+    /// The associated fake domain, while CID lives.
+    #[wasm_bindgen(js_name = associatedDomain)]
+    pub fn associated_domain(&self) -> Option<String> {
+        self.inner
+            .try_borrow()
+            .ok()
+            .and_then(|i| i.engine.associated_domain().map(str::to_owned))
     }
 
     /// New streams get fresh circuits; streams already open run to completion.

@@ -110,7 +110,7 @@ pub(crate) fn path(hops: &[HopInfo]) -> Array {
     hops.iter().map(hop).collect()
 }
 
-/// `{ id, purpose: "exit" | "directory", path, built, dirty, isolation, streams }`.
+/// `{ id, purpose: "exit" | "directory" | "seed", path, built, dirty, isolation, streams }`.
 pub(crate) fn circuit(c: &CircuitInfo) -> JsValue {
     let o = Object::new();
     set(&o, "id", c.id as f64);
@@ -120,6 +120,7 @@ pub(crate) fn circuit(c: &CircuitInfo) -> JsValue {
         match c.purpose {
             CircuitPurpose::Directory => "directory",
             CircuitPurpose::Exit => "exit",
+            CircuitPurpose::Seed => "seed",
         },
     );
     set(&o, "path", path(&c.path));

@@ -2,7 +2,7 @@
 //! built and responses parsed in Rust, the one HTTP parser of the project.
 
 use js_sys::{Array, Object, Reflect, Uint8Array};
-use onion_core::http::{HttpEvent, Limits, Request, ResponseParser};
+use onion_core::http::{HttpEvent, LAST_CHUNK, Limits, Request, ResponseParser, encode_chunk};
 use wasm_bindgen::prelude::*;
 
 /// `obj[key] = value` on a plain object.
@@ -10,21 +10,22 @@ fn set(obj: &Object, key: &str, value: impl Into<JsValue>) {
     let _ = Reflect::set(obj, &JsValue::from_str(key), &value.into());
 }
 
-/// The bytes of an HTTP/1.1 request: `method` (only `GET` so far), `Host: host`, `path` (with
-/// the query), then `headers`, an array of `[name, value]` pairs.
+/// The bytes of an HTTP/1.1 request: `method` (any token but `CONNECT`/`TRACE`), `Host: host`,
+/// `path` (with the query), then `headers`, an array of `[name, value]` pairs
+/// (`Content-Length`, `Transfer-Encoding` and `Host` are refused: the request sets them).
+/// With `body` the bytes follow with `Content-Length`; with `chunked` only the head is
+/// returned, with `Transfer-Encoding: chunked`, and the caller sends [`encode_chunk_js`]
+/// pieces then [`last_chunk`].
 #[wasm_bindgen(js_name = buildRequest)]
 pub fn build_request(
     method: &str,
     host: &str,
     path: &str,
     headers: Array,
+    body: Option<Vec<u8>>,
+    chunked: bool,
 ) -> Result<Vec<u8>, JsError> {
-    if method != "GET" {
-        return Err(JsError::new(&format!(
-            "method {method} is not supported yet (GET only)"
-        )));
-    }
-    let mut req = Request::get(host, path).map_err(|e| JsError::new(&e.to_string()))?;
+    let mut req = Request::new(method, host, path).map_err(|e| JsError::new(&e.to_string()))?;
     for pair in headers.iter() {
         let pair = Array::from(&pair);
         let (Some(name), Some(value)) = (pair.get(0).as_string(), pair.get(1).as_string()) else {
@@ -36,7 +37,25 @@ pub fn build_request(
             .header(&name, &value)
             .map_err(|e| JsError::new(&e.to_string()))?;
     }
+    req = match (body, chunked) {
+        (Some(_), true) => return Err(JsError::new("a body is either given or chunked")),
+        (Some(b), false) => req.body(b),
+        (None, true) => req.chunked(),
+        (None, false) => req,
+    };
     Ok(req.to_bytes())
+}
+
+/// One chunk of a chunked request body (nothing for empty data).
+#[wasm_bindgen(js_name = encodeChunk)]
+pub fn encode_chunk_js(data: &[u8]) -> Vec<u8> {
+    encode_chunk(data)
+}
+
+/// The chunk that ends a chunked request body.
+#[wasm_bindgen(js_name = lastChunk)]
+pub fn last_chunk() -> Vec<u8> {
+    LAST_CHUNK.to_vec()
 }
 
 /// An incremental HTTP/1.1 response parser: feed it the stream's bytes, get events
@@ -123,5 +142,11 @@ impl HttpResponseParser {
     #[wasm_bindgen(js_name = isDone)]
     pub fn is_done(&self) -> bool {
         self.inner.is_done()
+    }
+
+    /// Whether the connection may carry the next request (the response is complete, its
+    /// end was not the close, and the server did not ask to close).
+    pub fn reusable(&self) -> bool {
+        self.inner.reusable()
     }
 }

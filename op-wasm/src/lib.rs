@@ -22,5 +22,5 @@ mod tls;
 mod ws;
 
 pub use client::Client;
-pub use http::{HttpResponseParser, build_request};
+pub use http::{HttpResponseParser, build_request, encode_chunk_js, last_chunk};
 pub use tls::TlsClient;

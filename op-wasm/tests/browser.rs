@@ -72,15 +72,29 @@ fn parser_errors_are_exceptions() {
 #[wasm_bindgen_test]
 fn requests_are_checked() {
     let headers = Array::of1(&Array::of2(&"Accept".into(), &"*/*".into()));
-    let req = build_request("GET", "example.com:8080", "/a?b=c", headers).unwrap();
+    let req = build_request("GET", "example.com:8080", "/a?b=c", headers, None, false).unwrap();
     assert_eq!(
         req,
         b"GET /a?b=c HTTP/1.1\r\nHost: example.com:8080\r\nAccept: */*\r\n\r\n"
     );
+    let post = build_request(
+        "POST",
+        "h",
+        "/echo",
+        Array::new(),
+        Some(b"xy".to_vec()),
+        false,
+    );
+    assert_eq!(
+        post.unwrap(),
+        b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nxy"
+    );
     let injected = Array::of1(&Array::of2(&"X".into(), &"a\r\nEvil: 1".into()));
-    assert!(build_request("GET", "example.com", "/", injected).is_err());
-    assert!(build_request("GET", "example.com", "/a b", Array::new()).is_err());
-    assert!(build_request("DELETE", "example.com", "/", Array::new()).is_err());
+    assert!(build_request("GET", "example.com", "/", injected, None, false).is_err());
+    assert!(build_request("GET", "example.com", "/a b", Array::new(), None, false).is_err());
+    assert!(build_request("CONNECT", "example.com", "/", Array::new(), None, false).is_err());
+    let framing = Array::of1(&Array::of2(&"Content-Length".into(), &"9".into()));
+    assert!(build_request("POST", "h", "/", framing, Some(vec![1]), false).is_err());
 }
 
 /// The example network description with every entry's WebSocket on a closed local port.

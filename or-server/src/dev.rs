@@ -1,7 +1,8 @@
 //! `or-server dev`: a whole own network in one process, on 127.0.0.1.
 //!
 //! [`DevNetwork::start`] starts, each on a free port unless said otherwise:
-//! - the **demo site** ([`web::demo_site`]), a few pages and a 5 MiB file to browse offline;
+//! - the **demo site** ([`web::demo_site`]), a few pages and a 5 MiB file to browse offline,
+//!   and `POST /echo` (the body back with its SHA-256) to test request bodies;
 //! - the **authority**: an OR (ORPort and a WebSocket listener for pages that fetch the list
 //!   over BEGIN_DIR directly; not itself listed) with `[authority]`, checking every
 //!   [`DevOptions::check_interval_secs`] (2 s by default) and with the demo site as its exit
@@ -88,6 +89,8 @@ pub struct DevOptions {
     pub root: PathBuf,
     /// The authority's check interval, seconds.
     pub check_interval_secs: u64,
+    /// The seed's WS_OP_SOCKS listener on the entry OR (`[seed] ws_op_socks`), if wanted.
+    pub ws_op_socks: Option<SocketAddr>,
 }
 
 impl DevOptions {
@@ -101,6 +104,7 @@ impl DevOptions {
             data_dir: None,
             root,
             check_interval_secs: 2,
+            ws_op_socks: None,
         }
     }
 }
@@ -126,6 +130,8 @@ pub struct DevNetwork {
     pub network_json: String,
     /// The authority.
     pub authority: Arc<Authority>,
+    /// The entry OR's WS_OP_SOCKS listener ([`DevOptions::ws_op_socks`]), bound.
+    pub ws_op_socks: Option<SocketAddr>,
     ors: Vec<RunningOr>,
     web_trigger: ShutdownTrigger,
     web_tasks: Vec<JoinHandle<()>>,
@@ -217,11 +223,7 @@ impl DevNetwork {
         let (data_dir, temp_dir) = match &opts.data_dir {
             Some(d) => (d.clone(), None),
             None => {
-                let d = std::env::temp_dir().join(format!(
-                    "or-server-dev-{}-{}",
-                    std::process::id(),
-                    now_unix()
-                ));
+                let d = fresh_temp_dir()?;
                 (d.clone(), Some(d))
             }
         };
@@ -230,8 +232,16 @@ impl DevNetwork {
         let (web_trigger, web_shutdown) = shutdown::channel();
         let mut web_tasks = Vec::new();
         let mut ors = Vec::new();
-        let result =
-            Self::start_inner(&opts, &data_dir, &web_shutdown, &mut web_tasks, &mut ors).await;
+        let mut ws_op_socks = None;
+        let result = Self::start_inner(
+            &opts,
+            &data_dir,
+            &web_shutdown,
+            &mut web_tasks,
+            &mut ors,
+            &mut ws_op_socks,
+        )
+        .await;
         match result {
             Ok((http, demo, authority_http, description, network_json, authority)) => {
                 Ok(DevNetwork {
@@ -241,6 +251,7 @@ impl DevNetwork {
                     description,
                     network_json,
                     authority,
+                    ws_op_socks,
                     ors,
                     web_trigger,
                     web_tasks,
@@ -270,6 +281,7 @@ impl DevNetwork {
         web_shutdown: &Shutdown,
         web_tasks: &mut Vec<JoinHandle<()>>,
         ors: &mut Vec<RunningOr>,
+        ws_op_socks: &mut Option<SocketAddr>,
     ) -> Result<
         (
             SocketAddr,
@@ -286,7 +298,7 @@ impl DevNetwork {
             .await
             .map_err(|e| DevError::Bind(any, e))?;
         let demo = demo_l.local_addr().map_err(|e| DevError::Bind(any, e))?;
-        web_tasks.push(tokio::spawn(web::serve(
+        web_tasks.push(tokio::spawn(web::serve_numbered(
             demo_l,
             web::demo_site(),
             web_shutdown.clone(),
@@ -347,6 +359,11 @@ impl DevNetwork {
             extra.push_str(&format!(
                 "[publish]\nauthority = \"{authority_http}\"\ninterval_secs = 10\n"
             ));
+            if i == 1
+                && let Some(a) = opts.ws_op_socks
+            {
+                extra.push_str(&format!("[seed]\nws_op_socks = \"{a}\"\n"));
+            }
             let (ctx, addrs) =
                 start_or(&nick, &or_toml(&nick, &data_dir.join(&nick), &extra), ors).await?;
             if i == 1 {
@@ -356,6 +373,7 @@ impl DevNetwork {
                 let url = WebUrl::parse(&format!("ws://{ws}/"))
                     .map_err(|e| DevError::Internal(e.to_string()))?;
                 entry = Some(entry_or(&ctx, Some(url))?);
+                *ws_op_socks = addrs.ws_op_socks;
             }
         }
         let entry = entry.ok_or_else(|| DevError::Internal("no entry".into()))?;
@@ -454,6 +472,23 @@ impl DevNetwork {
     }
 }
 
+/// A new data directory of its own under the system's temporary directory (created 0700
+/// with a random name), so that networks started at the same time, even in one process and
+/// one second, never share one. The caller removes it.
+fn fresh_temp_dir() -> Result<PathBuf, DevError> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("or-server-dev-");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o700));
+    }
+    builder
+        .tempdir()
+        .map(tempfile::TempDir::keep)
+        .map_err(|e| DevError::Internal(format!("temporary directory: {e}")))
+}
+
 /// The repository directory: `dir` if it has `www/`, else the one this binary was built
 /// from if it has, else `dir`.
 pub fn find_root(dir: &Path) -> PathBuf {
@@ -465,4 +500,27 @@ pub fn find_root(dir: &Path) -> PathBuf {
         return built;
     }
     dir.to_owned()
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    /// Two default data directories made in the same second by one process are different
+    /// (the old `or-server-dev-{pid}-{seconds}` name collided).
+    #[test]
+    fn default_data_dirs_never_collide() {
+        let a = fresh_temp_dir().unwrap();
+        let b = fresh_temp_dir().unwrap();
+        assert_ne!(a, b);
+        assert!(a.is_dir() && b.is_dir());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&a).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "private: {mode:o}");
+        }
+        std::fs::remove_dir_all(a).unwrap();
+        std::fs::remove_dir_all(b).unwrap();
+    }
 }

@@ -58,6 +58,10 @@ enum Command {
         /// Seconds between the authority's health checks.
         #[arg(long, default_value_t = 2)]
         check_interval: u64,
+        /// Also run the seed's WS_OP_SOCKS listener (SOCKS5 to associated pages) on the
+        /// entry OR, at this address (port 0: any free port, printed).
+        #[arg(long, value_name = "ADDR")]
+        ws_op_socks: Option<std::net::SocketAddr>,
     },
 }
 
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
             data_dir,
             root,
             check_interval,
+            ws_op_socks,
         } => {
             let cwd = std::env::current_dir().unwrap_or_default();
             let mut opts = or_server::dev::DevOptions::new(
@@ -83,6 +88,7 @@ fn main() -> ExitCode {
             opts.network_out = network_out;
             opts.data_dir = data_dir;
             opts.check_interval_secs = check_interval.clamp(1, 86_400);
+            opts.ws_op_socks = ws_op_socks;
             dev(opts)
         }
     };
@@ -134,6 +140,9 @@ fn dev(opts: or_server::dev::DevOptions) -> Result<(), String> {
             net.demo
         );
         println!("  network.json: http://{}/network.json", net.http);
+        if let Some(a) = net.ws_op_socks {
+            println!("  ws_op_socks:  {a} (SOCKS5 to pages that associated a fake domain)");
+        }
         if let Some(out) = out {
             println!("  written to:   {}", out.display());
         }

@@ -6,9 +6,11 @@
 //! - [`StaticSite`]: the page (`www/`), the generated JS package (`pkg/`) and
 //!   `/network.json`, from the repository's directory. Only plain file names are served (no
 //!   `..`, no hidden files); a missing `pkg/` gets a page that says how to build it.
-//! - [`demo_site`]: the built-in demo site the dev network's exit reaches: a few pages and
+//! - [`demo_site`]: the built-in demo site the dev network's exit reaches: a few pages,
 //!   [`DEMO_FILE_PATH`], [`DEMO_FILE_LEN`] bytes of deterministic content
-//!   ([`demo_file_bytes`]).
+//!   ([`demo_file_bytes`]), and [`DEMO_ECHO_PATH`], which sends a request's body back with its
+//!   SHA-256. Served by [`serve_numbered`], whose responses tell which connection carried
+//!   them ([`CONNECTION_HEADER`]).
 //! - [`http_request`]: one request over any byte stream (TCP, or a Tor stream such as a
 //!   BEGIN_DIR stream), with a bounded answer.
 
@@ -43,6 +45,12 @@ pub const MAX_FILE: u64 = 64 << 20;
 pub const DEMO_FILE_PATH: &str = "/files/5mb.bin";
 /// Its length: 5 MiB.
 pub const DEMO_FILE_LEN: usize = 5 << 20;
+/// The demo site's echo: a POST's body is sent back, with [`ECHO_SHA256_HEADER`].
+pub const DEMO_ECHO_PATH: &str = "/echo";
+/// The SHA-256 of the echoed body (lowercase hex), computed by the server.
+pub const ECHO_SHA256_HEADER: &str = "x-body-sha256";
+/// The largest body the echo takes: 16 MiB.
+pub const MAX_ECHO: usize = 16 << 20;
 
 /// A response with its whole body.
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -69,14 +77,41 @@ pub fn text(status: StatusCode, body: impl Into<Bytes>) -> HttpResponse {
     response(status, "text/plain; charset=utf-8", body)
 }
 
+/// The response header [`serve_numbered`] adds: the connection's number on its listener.
+pub const CONNECTION_HEADER: &str = "x-connection";
+
 /// Serve `listener` with `handler` until `shutdown`. `what` names the listener in logs.
+/// Connections are kept alive between requests (HTTP/1.1).
 pub async fn serve(
     listener: TcpListener,
     handler: Handler,
     shutdown: Shutdown,
     what: &'static str,
 ) {
+    serve_inner(listener, handler, shutdown, what, false).await;
+}
+
+/// [`serve`], and every response carries [`CONNECTION_HEADER`]: the number of the connection
+/// it was sent on (1, 2, ... per listener), so that a test client can tell whether two
+/// requests shared a connection (keep-alive). For the demo site.
+pub async fn serve_numbered(
+    listener: TcpListener,
+    handler: Handler,
+    shutdown: Shutdown,
+    what: &'static str,
+) {
+    serve_inner(listener, handler, shutdown, what, true).await;
+}
+
+async fn serve_inner(
+    listener: TcpListener,
+    handler: Handler,
+    shutdown: Shutdown,
+    what: &'static str,
+    numbered: bool,
+) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut connections: u64 = 0;
     loop {
         let accepted = tokio::select! {
             () = shutdown.wait() => return,
@@ -97,10 +132,19 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let handler = Arc::clone(&handler);
         let shutdown = shutdown.clone();
+        connections = connections.wrapping_add(1);
+        let number = numbered.then(|| HeaderValue::from(connections));
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let fut = handler(req);
-                async move { Ok::<_, Infallible>(fut.await) }
+                let number = number.clone();
+                async move {
+                    let mut resp = fut.await;
+                    if let Some(n) = number {
+                        resp.headers_mut().insert(CONNECTION_HEADER, n);
+                    }
+                    Ok::<_, Infallible>(resp)
+                }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
@@ -361,12 +405,41 @@ pub const DEMO_ABOUT: &str = "<!doctype html>\n<meta charset=\"utf-8\">\n<title>
 <h1>About</h1>\n<p>A built-in site of <code>or-server dev</code>, to browse offline.</p>\n\
 <p><a href=\"/\">Back</a></p>\n";
 
+/// The echo: the body of any request (at most [`MAX_ECHO`] bytes, `Content-Length` or
+/// chunked) back with the request's content type, its SHA-256 in [`ECHO_SHA256_HEADER`] and
+/// the method in `x-method`.
+async fn echo(req: Request<Incoming>) -> HttpResponse {
+    use sha2::{Digest, Sha256};
+    let method = HeaderValue::from_str(req.method().as_str()).ok();
+    let content_type = req.headers().get(CONTENT_TYPE).cloned();
+    let body = match read_body(req, MAX_ECHO).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let digest = hex::encode(Sha256::digest(&body));
+    let mut r = response(StatusCode::OK, "application/octet-stream", body);
+    let h = r.headers_mut();
+    if let Some(ct) = content_type {
+        h.insert(CONTENT_TYPE, ct);
+    }
+    if let Ok(v) = HeaderValue::from_str(&digest) {
+        h.insert(ECHO_SHA256_HEADER, v);
+    }
+    if let Some(m) = method {
+        h.insert("x-method", m);
+    }
+    r
+}
+
 /// The demo site's handler.
 pub fn demo_site() -> Handler {
     let file = Bytes::from(demo_file_bytes(DEMO_FILE_LEN));
     Arc::new(move |req| {
         let file = file.clone();
         Box::pin(async move {
+            if req.uri().path() == DEMO_ECHO_PATH {
+                return echo(req).await;
+            }
             if req.method() != Method::GET && req.method() != Method::HEAD {
                 return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
             }
@@ -404,6 +477,50 @@ mod test {
         assert_eq!(demo_file_bytes(1003).get(..1000), Some(&a[..]));
         // Not constant.
         assert!(a.iter().any(|&b| b != a[0]));
+    }
+
+    /// The echo returns the body and its SHA-256 (Content-Length and chunked requests), and
+    /// requests on one kept-alive connection carry one connection number.
+    #[tokio::test]
+    async fn demo_echo_and_connection_numbers() {
+        use sha2::{Digest, Sha256};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let task = tokio::spawn(serve_numbered(l, demo_site(), shutdown, "test"));
+        let body: Vec<u8> = demo_file_bytes(100_000);
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (status, echoed) = http_request(
+            tcp,
+            Method::POST,
+            "x",
+            DEMO_ECHO_PATH,
+            Some((body.clone(), "application/octet-stream")),
+            1 << 20,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(echoed, body);
+        // Raw: a chunked POST then a GET on the same connection; both on connection 2.
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut all = Vec::new();
+        tcp.read_to_end(&mut all).await.unwrap();
+        let text = String::from_utf8_lossy(&all).to_ascii_lowercase();
+        let sha = hex::encode(Sha256::digest(b"abcde"));
+        assert!(text.contains(&format!("x-body-sha256: {sha}")), "{text}");
+        assert!(text.contains("x-method: post"), "{text}");
+        assert_eq!(text.matches("x-connection: 2\r\n").count(), 2, "{text}");
+        assert!(text.contains("\r\n\r\nabcde"), "{text}");
+        trigger.trigger();
+        task.await.unwrap();
     }
 
     #[tokio::test]

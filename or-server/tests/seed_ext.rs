@@ -565,4 +565,109 @@ mod test {
         );
         assert!(seed.ctx.seed.lookup("ext.fake.test").is_none());
     }
+
+    /// curl against WS_OP_SOCKS until the OR knows `host` (SOCKS reply 0), then the bytes.
+    fn curl(proxy: SocketAddr, url: &str, out: &std::path::Path) -> std::process::ExitStatus {
+        std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "60", "--socks5-hostname"])
+            .arg(proxy.to_string())
+            .arg("-o")
+            .arg(out)
+            .arg(url)
+            .status()
+            .expect("curl runs")
+    }
+
+    /// The same through the ENGINE: the dev network (authority, 3 ORs, the entry with
+    /// WS_OP_SOCKS), an OP driven by `onion_op::driver` (what `onion-op --associate` runs)
+    /// associated to a fake domain; curl's requests are served through the engine's own
+    /// 3-hop circuits, the fake domain standing for the origin given to `associate`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn curl_through_ws_op_socks_reaches_the_engine_driven_op() {
+        use onion_core::engine::{EngineConfig, Event};
+        use onion_op::driver::OpClient;
+        use or_server::dev::{DevNetwork, DevOptions, find_root};
+
+        let dir = TempDir::new("seed-dev").unwrap();
+        let mut opts = DevOptions::new(find_root(std::path::Path::new(env!("CARGO_MANIFEST_DIR"))));
+        opts.http = SocketAddr::from(([127, 0, 0, 1], 0));
+        opts.check_interval_secs = 1;
+        opts.data_dir = Some(dir.path().join("data"));
+        opts.ws_op_socks = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        let dev = DevNetwork::start(opts).await.unwrap();
+        let proxy = dev.ws_op_socks.expect("WS_OP_SOCKS bound");
+        let site = HttpServer::start().await.unwrap();
+        assert_eq!(socks_connect(proxy, "page3.fake.test", 80).await, 4);
+
+        let op = OpClient::start(dev.description.clone(), EngineConfig::default()).unwrap();
+        let mut events = op.subscribe();
+        op.wait_ready().await.unwrap();
+        let origin = site.addr();
+        let cid = op
+            .associate("Page3.Fake.Test", Some(("127.0.0.1", origin.port())))
+            .await
+            .unwrap();
+        // Associated: the OR relays the domain's requests (SOCKS reply 0 once it knows it).
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while socks_connect(proxy, "page3.fake.test", 80).await != 0 {
+            assert!(tokio::time::Instant::now() < deadline, "never associated");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let circuits = op.circuits().await.unwrap();
+        let c = circuits.iter().find(|c| c.id == cid).unwrap();
+        assert_eq!(c.path.len(), 1, "CID is one hop");
+
+        let out_dir = TempDir::new("seed-dev-curl").unwrap();
+        for (i, len) in [(1, 5000usize), (2, 2_000_000)] {
+            let out = out_dir.path().join(format!("body{i}"));
+            let url = format!("http://page3.fake.test/bytes/{len}");
+            let out2 = out.clone();
+            let status = tokio::task::spawn_blocking(move || curl(proxy, &url, &out2))
+                .await
+                .unwrap();
+            assert!(status.success(), "curl failed: {status}");
+            let got = std::fs::read(&out).unwrap();
+            assert_eq!(got.len(), len);
+            assert!(onion_tests::body::check(&got, len), "body {i} differs");
+        }
+        // Served through the engine's exit circuits of 3 hops, isolated from the page.
+        let circuits = op.circuits().await.unwrap();
+        let served: Vec<_> = circuits
+            .iter()
+            .filter(|c| c.isolation.as_deref() == Some("associate:page3.fake.test"))
+            .collect();
+        assert!(!served.is_empty(), "{circuits:?}");
+        assert!(served.iter().all(|c| c.path.len() == 3));
+        // The engine reported the requests (the SOCKS probes and the two curls).
+        let mut done = Vec::new();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while done.iter().filter(|(_, out, _)| *out > 0).count() < 2 {
+            let ev = tokio::time::timeout_at(deadline, events.recv())
+                .await
+                .expect("request events")
+                .unwrap();
+            if let Event::SeedRequestDone {
+                target,
+                bytes_out,
+                error,
+                ..
+            } = ev
+            {
+                done.push((target, bytes_out, error));
+            }
+        }
+        for (target, bytes_out, _) in done.iter().filter(|d| d.1 > 0) {
+            assert_eq!(target, &format!("127.0.0.1:{}", origin.port()));
+            assert!(*bytes_out > 5000);
+        }
+
+        op.shutdown().await;
+        // The association ends with CID.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while socks_connect(proxy, "page3.fake.test", 80).await != 4 {
+            assert!(tokio::time::Instant::now() < deadline, "still associated");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        dev.stop().await;
+    }
 }

@@ -2,7 +2,8 @@
 //! own network: an in-process dev network of or-server (`or_server::dev`: the authority,
 //! which signs the relay list the OP fetches over BEGIN_DIR and checks with the pinned key,
 //! an entry with a WebSocket listener, middles, an exit allowed to reach 127.0.0.1).
-//! - `curl --socks5-hostname` fetches 10 MB through three of our ORs, bytes checked;
+//! - `curl --socks5-hostname` fetches 10 MB through three of our ORs, bytes checked, and once
+//!   more with the ORs TAP-only for the client (seed compatibility: TAP on every hop);
 //! - SOCKS details: IPv4 and IPv6 CONNECT, RESOLVE, reply codes (refused -> 0x05),
 //!   isolation by SOCKS username/password (different credentials, different circuits);
 //! - failover: the middle relay of a download is stopped mid-transfer: that transfer fails
@@ -21,6 +22,7 @@ mod test {
 
     use super::native_op_common::{MB, RunningOp, curl_get};
     use onion_core::engine::EngineConfig;
+    use onion_core::handshake::HandshakeKind;
     use onion_tests::http::HttpServer;
     use onion_tests::or::TempDir;
     use onion_tests::{init_logging, secs};
@@ -85,6 +87,65 @@ mod test {
             assert!(ours.contains(&hop.nickname), "{} is ours", hop.nickname);
         }
         op.stop().await;
+        dev.stop().await;
+    }
+
+    /// Seed compatibility: the ORs are TAP-only for the client (the engine's
+    /// `EngineConfig::handshake`, `onion-op --handshake tap`): every hop of the circuit runs
+    /// TAP (CREATE2 type 0 to the entry, EXTEND2 with TAP to the middle and the exit) and
+    /// 10 MB arrive intact through `curl`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn own_network_tap_only_curl_10mb() {
+        init_logging();
+        let (dev, _dir) = dev_network(3).await;
+        let http = HttpServer::start().await.unwrap();
+        let config = EngineConfig {
+            handshake: Some(HandshakeKind::Tap),
+            ..EngineConfig::default()
+        };
+        let op = RunningOp::start(&dev.network_json, config).await.unwrap();
+        op.ready(READY).await.unwrap();
+        let url = format!("http://127.0.0.1:{}/bytes/{}", http.addr().port(), 10 * MB);
+        let t = Instant::now();
+        let body = curl_get(op.socks, &url, None).await.unwrap();
+        let took = secs(t);
+        assert!(
+            onion_tests::body::check(&body, 10 * MB),
+            "wrong bytes ({} received)",
+            body.len()
+        );
+        eprintln!(
+            "curl: 10 MB through 3 TAP-only ORs in {took:.2} s ({:.1} MB/s)",
+            10.0 / took
+        );
+        let circs = op.client.circuits().await.unwrap();
+        let ours = dev.nicknames();
+        let built: Vec<_> = circs.iter().filter(|c| c.path.len() == 3).collect();
+        assert!(!built.is_empty(), "a 3-hop circuit: {circs:?}");
+        for c in built {
+            for hop in &c.path {
+                assert!(ours.contains(&hop.nickname), "{} is ours", hop.nickname);
+                assert_eq!(
+                    hop.handshake,
+                    Some(HandshakeKind::Tap),
+                    "{}: {:?}",
+                    hop.nickname,
+                    hop.handshake
+                );
+            }
+        }
+        op.stop().await;
+        // The binary's `--handshake tap` drives the same setting.
+        let bin = super::native_op_common::OpProcess::start(
+            &dev.network_json,
+            &["--handshake", "tap", "--circuits", "1"],
+        );
+        let url = format!("http://127.0.0.1:{}/bytes/{}", http.addr().port(), MB);
+        let body = curl_get(bin.socks, &url, None).await;
+        let log = bin.log_text();
+        let body = body.unwrap_or_else(|e| panic!("{e}\nonion-op log:\n{log}"));
+        assert!(onion_tests::body::check(&body, MB));
+        drop(bin);
         dev.stop().await;
     }
 

@@ -91,6 +91,7 @@
 //! | [`Engine::new_identity`] | idle circuits closed; new streams only on circuits built after |
 //! | [`Engine::circuits`], [`Engine::is_ready`], [`Engine::relay_count`] | state for user interfaces |
 //! | [`Engine::close`] | every stream ends ([`StreamError::EngineClosed`]), DESTROYs, [`Action::Close`]s |
+//! | [`Engine::associate`] / [`Engine::dissociate`] / [`Engine::associated_domain`] | the seed's iAnonym mode: a one-hop circuit (CID) bound to a fake domain; RELAY_WS requests from the OR's WS_OP_SOCKS side are served through exit circuits (module `seed`) |
 //!
 //! [`StreamError::socks5_reply`] maps a stream error to a SOCKS5 reply code.
 //!
@@ -132,6 +133,7 @@ mod test;
 pub use error::{EngineError, StreamError};
 pub use onion_cell::relaycell::{ResolvedAnswer, ResolvedValue};
 pub use state::Engine;
+pub use state::seed::{MAX_SEED_PENDING, MAX_SEED_REQUESTS, SEED_ANSWER_CHUNK};
 
 /// Wall-clock milliseconds since the Unix epoch, passed in by the driver on every call
 /// (`SystemTime` natively, `Date.now()` in the browser). The engine never reads a clock.
@@ -210,6 +212,8 @@ pub enum CircuitPurpose {
     Directory,
     /// An exit circuit of the pool, or one built for a stream.
     Exit,
+    /// The seed's dedicated one-hop circuit (CID) of [`Engine::associate`].
+    Seed,
 }
 
 /// One hop of a circuit, for user interfaces.
@@ -313,6 +317,40 @@ pub enum Event {
         stream: StreamHandle,
         /// The exit's answers.
         answers: Vec<ResolvedAnswer>,
+    },
+    /// [`Engine::associate`]: CID is built and RELAY_ASSOCIATE sent (the seed defines no
+    /// answer to a success; a refusal follows as [`Event::AssociateRefused`]).
+    Associated {
+        /// The fake domain.
+        fake_domain: String,
+        /// CID's circuit id ([`CircuitInfo::id`]).
+        circuit: u64,
+    },
+    /// The OR answered RELAY_ASSOCIATE with RELAY_ASSOCIATE: the fake domain is taken or
+    /// invalid. CID is closed; associate another domain.
+    AssociateRefused {
+        /// The domain refused, as the OR sent it.
+        fake_domain: String,
+    },
+    /// A request relayed by the OR's SOCKS side (RELAY_WS on CID) ended.
+    SeedRequestDone {
+        /// The OR's request id.
+        request_id: String,
+        /// Where it went (`host:port`).
+        target: String,
+        /// Bytes from the browser.
+        bytes_in: u64,
+        /// Bytes answered.
+        bytes_out: u64,
+        /// Why it failed, if it did (`None`: the site or the browser ended it).
+        error: Option<String>,
+    },
+    /// The association ended (CID closed): its requests ended.
+    AssociationClosed {
+        /// The fake domain.
+        fake_domain: String,
+        /// Why.
+        reason: String,
     },
 }
 

@@ -27,6 +27,10 @@ use crate::path::{
     select_path,
 };
 
+// The seed's iAnonym mode (a child module: it uses the engine's internals).
+#[path = "seed.rs"]
+pub(super) mod seed;
+
 /// How long a failed entry OR is avoided.
 const ENTRY_BACKOFF_MS: u64 = 60_000;
 /// How long a relay that timed out during an extension is avoided.
@@ -118,6 +122,8 @@ pub struct Engine<R: CryptoRng> {
     boot: Boot,
     job: Option<DirJob>,
     dir: Dir,
+    /// The seed's association ([`Engine::associate`]).
+    seed: Option<seed::Seed>,
 }
 
 impl<R: CryptoRng> std::fmt::Debug for Engine<R> {
@@ -213,6 +219,7 @@ impl<R: CryptoRng> Engine<R> {
             boot: Boot::Fetching,
             job: None,
             dir: Dir::default(),
+            seed: None,
         };
         if engine.usable_entries(now).is_empty() {
             return Err(EngineError::NoUsableEntry);
@@ -701,6 +708,8 @@ impl<R: CryptoRng> Engine<R> {
         for id in ids {
             self.teardown(id, now, "engine closed", true);
         }
+        // The association's requests and end (their streams' events are swallowed).
+        self.seed_pump(now);
         let conns: Vec<ConnId> = self.links.keys().copied().collect();
         for conn in conns {
             self.links.remove(&conn);
@@ -1169,6 +1178,7 @@ impl<R: CryptoRng> Engine<R> {
                     self.progress(100, "first circuit built");
                 }
             }
+            CircuitPurpose::Seed => self.seed_built(id, now),
         }
     }
 
@@ -1448,6 +1458,7 @@ impl<R: CryptoRng> Engine<R> {
             }
             self.continue_dir_job(now);
         }
+        self.seed_circuit_gone(id, why);
     }
 
     /// Events from a live circuit.
@@ -1490,7 +1501,7 @@ impl<R: CryptoRng> Engine<R> {
                         self.after_user_stream_left(id, now);
                     }
                 }
-                ClientEvent::SeedMessage { .. } => {}
+                ClientEvent::SeedMessage { stream, msg } => self.seed_message(id, stream, msg),
                 ClientEvent::CircuitClosed { reason } => {
                     let why = match reason {
                         CloseReason::Destroyed(r) => format!("destroyed by hop 1 ({r:?})"),
@@ -1965,6 +1976,7 @@ impl<R: CryptoRng> Engine<R> {
         }
         self.schedule_streams(now);
         self.maintain_pool(now);
+        self.seed_pump(now);
     }
 
     // ===== directory ======================================================================

@@ -29,6 +29,9 @@ use crate::policy::PortPolicy;
 use crate::relay::{CircuitEvent, ForwardAction, OnionKeys, OrCircuit};
 use crate::testing::seeded_rng;
 
+/// The seed's iAnonym mode ([`Engine::associate`]).
+mod seed;
+
 /// The tests' start time, milliseconds (the relays' certificates are made at `NOW`).
 const T0: u64 = NOW * 1000 + 5_000;
 
@@ -95,6 +98,8 @@ struct Net {
     down: Vec<usize>,
     /// Deliver bytes to the engine in pieces of this size (0: as sent).
     split: usize,
+    /// The seed's messages hop 1 received (RELAY_ASSOCIATE, RELAY_WS, RELAY_INFO).
+    seed_in: Vec<(ConnId, CircId, CircuitEvent)>,
 }
 
 /// A relay's keys and certificates made at `now` (seconds), cached (RSA key generation is
@@ -185,6 +190,7 @@ impl Net {
             tor: None,
             down: Vec::new(),
             split: 0,
+            seed_in: Vec::new(),
         };
         net.list = net.signed_list(&net.auth.clone(), "testnet", NOW, NOW + 3 * 3600);
         net
@@ -450,6 +456,21 @@ impl Net {
                     }
                 }
             }
+            ChanMsg::RelayWs(w) => {
+                let chains = &mut self.links.get_mut(&conn).unwrap().chains;
+                let chain = chains
+                    .get_mut(&cell.circ_id)
+                    .expect("RELAY_WS on no circuit");
+                let mut body = w.into_body();
+                let action = chain.hops[0]
+                    .1
+                    .handle_forward_ws(&mut self.rng, &mut body)
+                    .unwrap();
+                let ForwardAction::Event(ev) = action else {
+                    panic!("RELAY_WS not for hop 1: {action:?}")
+                };
+                self.seed_in.push((conn, cell.circ_id, ev));
+            }
             ChanMsg::Relay(r) => self.forward(conn, cell.circ_id, r.into_body(), false),
             ChanMsg::RelayEarly(r) => self.forward(conn, cell.circ_id, r.into_body(), true),
             ChanMsg::Destroy(_) => {
@@ -477,6 +498,14 @@ impl Net {
             match action {
                 ForwardAction::PassOn { early: e } => early = e,
                 ForwardAction::Consumed => break,
+                ForwardAction::Event(
+                    ev @ (CircuitEvent::SeedAssociate { .. }
+                    | CircuitEvent::SeedWs { .. }
+                    | CircuitEvent::SeedInfo { .. }),
+                ) => {
+                    self.seed_in.push((conn, circ, ev));
+                    break;
+                }
                 ForwardAction::Event(ev) => {
                     self.on_event(&mut chain, i, ev);
                     break;

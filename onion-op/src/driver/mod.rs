@@ -238,6 +238,27 @@ impl OpClient {
         rx.await.map_err(|_| ClientError::Stopped)
     }
 
+    /// The seed's iAnonym mode ([`Engine::associate`]): a one-hop circuit (CID) to the
+    /// entry OR bound to `fake_domain`; requests the OR's WS_OP_SOCKS listener relays for it
+    /// are served by the engine through its exit circuits (`fake_domain` itself goes to
+    /// `origin`, `host.<fake_domain>` to `host`). Returns CID's circuit id; what follows comes
+    /// as events ([`Event::Associated`], [`Event::SeedRequestDone`],
+    /// [`Event::AssociateRefused`], [`Event::AssociationClosed`]).
+    pub async fn associate(
+        &self,
+        fake_domain: &str,
+        origin: Option<(&str, u16)>,
+    ) -> Result<u64, ClientError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Associate {
+            fake_domain: fake_domain.to_owned(),
+            origin: origin.map(|(h, p)| (h.to_owned(), p)),
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| ClientError::Stopped)?
+    }
+
     /// New streams get fresh circuits; open streams run to completion.
     pub async fn new_identity(&self) -> Result<(), ClientError> {
         self.send(Command::NewIdentity).await

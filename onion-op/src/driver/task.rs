@@ -46,6 +46,12 @@ pub(crate) enum Command {
     Circuits {
         reply: oneshot::Sender<Vec<CircuitInfo>>,
     },
+    /// The seed's iAnonym mode ([`Engine::associate`]).
+    Associate {
+        fake_domain: String,
+        origin: Option<(String, u16)>,
+        reply: oneshot::Sender<Result<u64, ClientError>>,
+    },
     /// Fresh circuits for new streams.
     NewIdentity,
     /// Stop.
@@ -232,6 +238,26 @@ impl<R: CryptoRng> Task<R> {
             Event::CircuitClosed { id, reason } => {
                 tracing::info!(id, %reason, "circuit closed");
             }
+            Event::Associated {
+                fake_domain,
+                circuit,
+            } => tracing::info!(%fake_domain, circuit, "associated (RELAY_ASSOCIATE sent)"),
+            Event::AssociateRefused { fake_domain } => {
+                tracing::warn!(%fake_domain, "the OR refused the fake domain");
+            }
+            Event::SeedRequestDone {
+                request_id,
+                target,
+                bytes_in,
+                bytes_out,
+                error,
+            } => tracing::info!(
+                %request_id, %target, bytes_in, bytes_out, error = ?error, "seed request served"
+            ),
+            Event::AssociationClosed {
+                fake_domain,
+                reason,
+            } => tracing::warn!(%fake_domain, %reason, "association closed"),
             Event::StreamConnected { stream } => self.connected(*stream),
             Event::StreamData { stream, data } => {
                 if let Some(slot) = self.streams.get(stream) {
@@ -334,6 +360,15 @@ impl<R: CryptoRng> Task<R> {
             },
             Command::Circuits { reply } => {
                 let _ = reply.send(self.engine.circuits());
+            }
+            Command::Associate {
+                fake_domain,
+                origin,
+                reply,
+            } => {
+                let origin = origin.as_ref().map(|(h, p)| (h.as_str(), *p));
+                let r = self.engine.associate(now, &fake_domain, origin);
+                let _ = reply.send(r.map_err(ClientError::Engine));
             }
             Command::NewIdentity => self.engine.new_identity(now),
             // Handled by the loop.

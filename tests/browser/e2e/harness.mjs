@@ -22,8 +22,8 @@ export function orServerBinary() {
 }
 
 /** Start `or-server dev`; resolves with { http, demo, stop() } once the network is listed. */
-export function startDevNetwork({ timeoutMs = 180_000 } = {}) {
-  const child = spawn(orServerBinary(), ["dev", "--http", "127.0.0.1:0", "--root", ROOT], {
+export function startDevNetwork({ timeoutMs = 180_000, extraArgs = [] } = {}) {
+  const child = spawn(orServerBinary(), ["dev", "--http", "127.0.0.1:0", "--root", ROOT, ...extraArgs], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
@@ -45,7 +45,9 @@ export function startDevNetwork({ timeoutMs = 180_000 } = {}) {
       const demo = /demo site:\s+http:\/\/([^/\s]+)\//.exec(out);
       if (http && demo && /\nopen /.test(out)) {
         clearTimeout(timer);
-        resolve({ http: http[1], demo: demo[1], stop, log: () => out });
+        // With `--ws-op-socks`: the entry OR's WS_OP_SOCKS listener.
+        const wsOpSocks = /ws_op_socks:\s+(\S+)/.exec(out)?.[1];
+        resolve({ http: http[1], demo: demo[1], wsOpSocks, stop, log: () => out });
       }
     };
     child.stdout.on("data", onData);

@@ -66,6 +66,13 @@ export interface TorClientOptions {
   oneCircuit?: boolean;
   /** The seed's CREATE_FAST_WS on hop 1 (default false; weaker authentication of hop 1). */
   createFastWs?: boolean;
+  /**
+   * The seed's RELAY_INFO (default false; own network only, needs `associate`): hops after
+   * the first that use TAP get their onion skin and DH secret computed by the entry OR of the
+   * association, over its CID. This hands those hops' keys to the entry OR (it can read and
+   * forge their traffic); circuits needing it wait until the association is made.
+   */
+  useRelayInfo?: boolean;
   hopTimeout?: number;
   connectTimeout?: number;
   streamTimeout?: number;

@@ -208,7 +208,8 @@ export class TorClient {
   /**
    * Start a client and wait until the directory is verified.
    * Options: network (object, JSON text or URL), hops (3), circuits (2), circuitLifetime (ms),
-   * circuitKeepalive (ms), oneCircuit (true), createFastWs (false), hopTimeout, connectTimeout,
+   * circuitKeepalive (ms), oneCircuit (true), createFastWs (false), useRelayInfo (false: hands
+   * TAP hops' keys to the entry OR), hopTimeout, connectTimeout,
    * streamTimeout (ms), onProgress(percent, phase), onCircuit(circuit), onEvent(event), wasmUrl,
    * caCerts (PEM text or DER bytes trusted for https: instead of the bundled web PKI roots).
    */

@@ -51,6 +51,7 @@ fn get_bool(opts: &JsValue, key: &str) -> Result<Option<bool>, JsError> {
 
 /// The engine settings from `TorClient.create`'s options: `hops`, `circuits` (pool size),
 /// `circuitLifetime` and `circuitKeepalive` (ms), `oneCircuit`, `createFastWs`,
+/// `useRelayInfo` (the seed's RELAY_INFO: hands TAP hops' keys to the entry OR),
 /// `hopTimeout`, `connectTimeout`, `streamTimeout` (ms). WebSocket is the only transport.
 pub(crate) fn engine_config(opts: &JsValue) -> Result<EngineConfig, JsError> {
     let mut c = EngineConfig {
@@ -86,6 +87,9 @@ pub(crate) fn engine_config(opts: &JsValue) -> Result<EngineConfig, JsError> {
     }
     if let Some(b) = get_bool(opts, "createFastWs")? {
         c.create_fast_ws = b;
+    }
+    if let Some(b) = get_bool(opts, "useRelayInfo")? {
+        c.use_relay_info = b;
     }
     c.check().map_err(|e| JsError::new(&e.to_string()))?;
     Ok(c)

@@ -121,6 +121,7 @@ fn options_are_checked() {
         options(&[("hops", 2.5.into())]),
         options(&[("circuits", (-1).into())]),
         options(&[("createFastWs", "yes".into())]),
+        options(&[("useRelayInfo", 1.into())]),
     ] {
         assert!(Client::new(&net, &bad, None).is_err());
     }

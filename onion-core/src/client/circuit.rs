@@ -15,11 +15,12 @@ use rand_core::CryptoRng;
 
 use super::error::CircuitError;
 use super::stream::{Lookup, StreamKind, StreamTable};
-use super::target::{ClientHandshake, HandshakeKind, HopTarget, client1};
+use super::target::{ClientHandshake, HandshakeKind, HopTarget, client1, tap_remote_client1};
 use super::{
     CircuitConfig, ClientEvent, CloseReason, Closing, DATA_QUEUE_LIMIT, MAX_RELAY_EARLY, OutCell,
     QUEUE_LIMIT, STREAM_UNCONSUMED_LIMIT, StreamEndReason,
 };
+use crate::crypto::dh::SharedSecret;
 use crate::crypto::keys::HopKeys;
 use crate::crypto::relay::{CellDigest, ClientCrypt, HopNum, MAX_HOPS};
 use crate::flow::{CircuitReceiver, CircuitSender, WindowParams};
@@ -277,7 +278,47 @@ impl ClientCircuit {
         target: &HopTarget,
         kind: HandshakeKind,
     ) -> Result<HopNum, CircuitError> {
-        self.extend_inner(rng, target, kind, false)
+        self.extend_inner(rng, target, kind, false, None)
+    }
+
+    /// Extend with TAP (EXTEND2 of type 0) using an onion skin computed elsewhere (the seed's
+    /// RELAY_INFO, [`crate::engine::EngineConfig::use_relay_info`]). When the relay's reply
+    /// has come, [`ClientCircuit::tap_remote_reply`] gives it and
+    /// [`ClientCircuit::finish_tap_remote`] completes the hop with the shared secret computed
+    /// elsewhere too (no [`ClientEvent::HopAdded`] then: the hop is returned).
+    pub fn extend_tap_remote<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        target: &HopTarget,
+        onion_skin: &[u8],
+    ) -> Result<HopNum, CircuitError> {
+        self.extend_inner(rng, target, HandshakeKind::Tap, false, Some(onion_skin))
+    }
+
+    /// The reply (`g^y | KH`) to an [`ClientCircuit::extend_tap_remote`], once it came and
+    /// until [`ClientCircuit::finish_tap_remote`].
+    pub fn tap_remote_reply(&self) -> Option<&[u8]> {
+        match self.pending.as_ref().map(|p| &p.handshake) {
+            Some(ClientHandshake::TapRemote(Some(reply))) => Some(reply),
+            _ => None,
+        }
+    }
+
+    /// Complete an [`ClientCircuit::extend_tap_remote`] whose reply came with the TAP
+    /// shared secret `g^xy` computed elsewhere: checks the reply's `KH`, adds the hop and
+    /// returns it. Errors: no such reply waiting ([`CircuitError::Internal`]), or the reply
+    /// does not verify ([`CircuitError::Handshake`], fatal).
+    pub fn finish_tap_remote(&mut self, secret: &SharedSecret) -> Result<HopNum, CircuitError> {
+        self.check_open()?;
+        let Some(p) = self.pending.take() else {
+            return Err(CircuitError::Internal("no TAP reply waiting"));
+        };
+        let ClientHandshake::TapRemote(Some(reply)) = &p.handshake else {
+            self.pending = Some(p);
+            return Err(CircuitError::Internal("no TAP reply waiting"));
+        };
+        let keys = ClientHandshake::finish_tap_remote(p.hop, secret, reply)?;
+        self.add_hop(&keys)
     }
 
     /// Extend with TAP in a legacy RELAY_EXTEND (IPv4 address, RSA identity; for the seed's
@@ -287,7 +328,7 @@ impl ClientCircuit {
         rng: &mut R,
         target: &HopTarget,
     ) -> Result<HopNum, CircuitError> {
-        self.extend_inner(rng, target, HandshakeKind::Tap, true)
+        self.extend_inner(rng, target, HandshakeKind::Tap, true, None)
     }
 
     /// EXTEND2, or EXTEND when `legacy`.
@@ -297,6 +338,7 @@ impl ClientCircuit {
         target: &HopTarget,
         kind: HandshakeKind,
         legacy: bool,
+        remote_skin: Option<&[u8]>,
     ) -> Result<HopNum, CircuitError> {
         self.check_open()?;
         if kind.first_hop_only() {
@@ -336,7 +378,10 @@ impl ClientCircuit {
             (msg.into(), RelayCmd::EXTENDED, handshake)
         } else {
             let specs = target.extend2_link_specs(kind)?;
-            let (handshake, skin) = client1(rng, target, kind)?;
+            let (handshake, skin) = match remote_skin {
+                Some(skin) => tap_remote_client1(skin)?,
+                None => client1(rng, target, kind)?,
+            };
             let msg = Extend2::new(specs, skin.htype, skin.data).map_err(CircuitError::Encode)?;
             (msg.into(), RelayCmd::EXTENDED2, handshake)
         };
@@ -923,6 +968,22 @@ impl ClientCircuit {
     ) -> Result<(), CircuitError> {
         let from_last = self.crypt.last_hop() == Some(hop);
         match self.pending.take() {
+            Some(p) if from_last && p.reply == cmd && p.handshake.is_tap_remote() => {
+                // Kept for `finish_tap_remote`; a second reply is refused.
+                if matches!(p.handshake, ClientHandshake::TapRemote(Some(_))) {
+                    self.pending = Some(p);
+                    return Err(CircuitError::Protocol {
+                        hop,
+                        cmd,
+                        what: "no matching extension pending at this hop",
+                    });
+                }
+                self.pending = Some(PendingExtend {
+                    handshake: ClientHandshake::TapRemote(Some(reply.to_vec())),
+                    ..p
+                });
+                Ok(())
+            }
             Some(p) if from_last && p.reply == cmd => {
                 let keys = p.handshake.finish(p.hop, reply)?;
                 let added = self.add_hop(&keys)?;

@@ -149,6 +149,9 @@ pub(crate) enum ClientHandshake {
     Ntor(ntor::NtorClientState),
     /// ntor-v3.
     NtorV3(ntor_v3::NtorV3ClientState),
+    /// TAP whose onion skin and `g^xy` are computed elsewhere (the seed's RELAY_INFO): the
+    /// relay's reply waits here, once it came, for [`ClientHandshake::finish_tap_remote`].
+    TapRemote(Option<Vec<u8>>),
 }
 
 impl fmt::Debug for ClientHandshake {
@@ -159,6 +162,7 @@ impl fmt::Debug for ClientHandshake {
             ClientHandshake::FastWs(_) => "ClientHandshake::FastWs",
             ClientHandshake::Ntor(_) => "ClientHandshake::Ntor",
             ClientHandshake::NtorV3(_) => "ClientHandshake::NtorV3",
+            ClientHandshake::TapRemote(_) => "ClientHandshake::TapRemote",
         })
     }
 }
@@ -255,11 +259,51 @@ pub(crate) fn client1<R: CryptoRng + ?Sized>(
     })
 }
 
+/// Client, step 1, of TAP with an onion skin computed elsewhere (the seed's RELAY_INFO):
+/// `onion_skin` must be [`tap::TAP_C_HANDSHAKE_LEN`] bytes. Step 2 is
+/// [`ClientHandshake::finish_tap_remote`] with the shared secret computed elsewhere too.
+pub(crate) fn tap_remote_client1(
+    onion_skin: &[u8],
+) -> Result<(ClientHandshake, Onionskin), CircuitError> {
+    if onion_skin.len() != tap::TAP_C_HANDSHAKE_LEN {
+        return Err(CircuitError::HandshakeSetup {
+            kind: HandshakeKind::Tap,
+            source: HandshakeError::Malformed("TAP onion skin must be 186 bytes"),
+        });
+    }
+    Ok((
+        ClientHandshake::TapRemote(None),
+        Onionskin {
+            htype: htype::TAP,
+            data: onion_skin.to_vec(),
+        },
+    ))
+}
+
 impl ClientHandshake {
+    /// Whether this is a [`ClientHandshake::TapRemote`] (its step 2 needs the shared secret).
+    pub(crate) fn is_tap_remote(&self) -> bool {
+        matches!(self, ClientHandshake::TapRemote(_))
+    }
+
+    /// Step 2 of [`tap_remote_client1`]: check the relay's `reply` (`g^y | KH`) against the
+    /// shared secret `g^xy` computed elsewhere and derive the keys of hop `hop`.
+    pub(crate) fn finish_tap_remote(
+        hop: HopNum,
+        secret: &crate::crypto::dh::SharedSecret,
+        reply: &[u8],
+    ) -> Result<HopKeys, CircuitError> {
+        tap::client2_from_secret(secret, reply)
+            .map_err(|source| CircuitError::Handshake { hop, source })
+    }
+
     /// Client, step 2: check the relay's reply and derive the keys of hop `hop`.
     pub(crate) fn finish(self, hop: HopNum, reply: &[u8]) -> Result<HopKeys, CircuitError> {
         let fail = |source| CircuitError::Handshake { hop, source };
         match self {
+            ClientHandshake::TapRemote(_) => Err(CircuitError::Internal(
+                "TAP with RELAY_INFO finishes with the shared secret",
+            )),
             ClientHandshake::Tap(s) => tap::client2(s, reply).map_err(fail),
             ClientHandshake::Fast(s) => fast::client2(s, reply).map_err(fail),
             ClientHandshake::FastWs(s) => fast_ws::client2(s, reply).map_err(fail),
@@ -349,6 +393,26 @@ mod test {
             no_id.extend2_link_specs(HandshakeKind::Ntor),
             Err(CircuitError::MissingTargetInfo { .. })
         ));
+    }
+
+    #[test]
+    fn tap_remote_takes_a_186_byte_skin() {
+        let (h, skin) = tap_remote_client1(&[7u8; tap::TAP_C_HANDSHAKE_LEN]).unwrap();
+        assert!(h.is_tap_remote());
+        assert_eq!(skin.htype, htype::TAP);
+        assert_eq!(skin.data, vec![7u8; tap::TAP_C_HANDSHAKE_LEN]);
+        // Its ordinary step 2 is refused: it needs the shared secret.
+        assert!(h.finish(HopNum::FIRST, &[0u8; 148]).is_err());
+        for len in [
+            0,
+            tap::TAP_C_HANDSHAKE_LEN - 1,
+            tap::TAP_C_HANDSHAKE_LEN + 1,
+        ] {
+            assert!(matches!(
+                tap_remote_client1(&vec![0u8; len]),
+                Err(CircuitError::HandshakeSetup { .. })
+            ));
+        }
     }
 
     #[test]

@@ -63,6 +63,9 @@
 //!    [`BuildTimeEstimator`](crate::path::BuildTimeEstimator) (initially
 //!    [`EngineConfig::hop_timeout_ms`]); a hop that misses it is replaced by another relay and
 //!    the build retried at once.
+//!    With [`EngineConfig::use_relay_info`], TAP hops after the first get their onion skin
+//!    and `g^xy` from the entry OR of the association over RELAY_INFO (module `relay_info`;
+//!    it hands those hops' keys to that OR).
 //! 4. **Pool.** With [`EngineConfig::one_circuit`], `pool_size` clean exit circuits are kept
 //!    ready and renewed every `circuit_keepalive_ms`; a circuit that carried a stream is
 //!    *dirty* and gets no new streams after `circuit_lifetime_ms`. Without it, every stream
@@ -399,6 +402,12 @@ pub struct EngineConfig {
     /// the seed's TAP-only ORs, or tests): `Tap`, `Ntor`, `NtorV3` on every hop; `CreateFast`
     /// and `CreateFastWs` on hop 1 only. `None` (default): the best per hop.
     pub handshake: Option<HandshakeKind>,
+    /// The seed's RELAY_INFO (own network only, needs [`Engine::associate`]): for every hop
+    /// after the first that uses TAP, the entry OR of the association computes the onion
+    /// skin and `g^xy` (sent over CID) instead of the engine; a circuit needing it waits for
+    /// CID. **This hands those hops' keys to the entry OR** (it can read and forge their
+    /// traffic). Default `false`.
+    pub use_relay_info: bool,
 }
 
 impl Default for EngineConfig {
@@ -422,6 +431,7 @@ impl Default for EngineConfig {
             distinct_subnets: None,
             build_attempts: 5,
             handshake: None,
+            use_relay_info: false,
         }
     }
 }

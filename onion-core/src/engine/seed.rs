@@ -90,6 +90,11 @@ pub(super) struct Seed {
 }
 
 impl Seed {
+    /// CID's engine id once RELAY_ASSOCIATE went out on it and while it lives.
+    pub(super) fn cid_ready(&self) -> Option<u64> {
+        (self.sent && self.closed.is_none()).then_some(self.circ)
+    }
+
     fn owns(&self, h: StreamHandle) -> Option<StreamId> {
         self.requests
             .iter()
@@ -211,10 +216,13 @@ impl<R: CryptoRng> Engine<R> {
         };
         self.flush(id);
         match result {
-            Ok(()) => self.events.push_back(Event::Associated {
-                fake_domain: domain,
-                circuit: id,
-            }),
+            Ok(()) => {
+                self.events.push_back(Event::Associated {
+                    fake_domain: domain,
+                    circuit: id,
+                });
+                self.relay_info_resume(now);
+            }
             Err(e) => self.teardown(id, now, &format!("cannot associate: {e}"), true),
         }
     }

@@ -31,6 +31,10 @@ use crate::path::{
 #[path = "seed.rs"]
 pub(super) mod seed;
 
+// The seed's RELAY_INFO (a child module: it uses the engine's internals).
+#[path = "relay_info.rs"]
+pub(super) mod relay_info;
+
 /// How long a failed entry OR is avoided.
 const ENTRY_BACKOFF_MS: u64 = 60_000;
 /// How long a relay that timed out during an extension is avoided.
@@ -124,6 +128,8 @@ pub struct Engine<R: CryptoRng> {
     dir: Dir,
     /// The seed's association ([`Engine::associate`]).
     seed: Option<seed::Seed>,
+    /// RELAY_INFO exchanges ([`EngineConfig::use_relay_info`]).
+    relay_info: relay_info::Exchanges,
 }
 
 impl<R: CryptoRng> std::fmt::Debug for Engine<R> {
@@ -220,6 +226,7 @@ impl<R: CryptoRng> Engine<R> {
             job: None,
             dir: Dir::default(),
             seed: None,
+            relay_info: relay_info::Exchanges::new(),
         };
         if engine.usable_entries(now).is_empty() {
             return Err(EngineError::NoUsableEntry);
@@ -972,6 +979,7 @@ impl<R: CryptoRng> Engine<R> {
                     Err(e) if e.is_fatal() => self.circuit_error(id, now, &e.to_string()),
                     Err(_) => {}
                 }
+                self.relay_info_reply(id, now);
                 self.check_writable(id);
             }
             other => c.state = other,
@@ -1136,6 +1144,21 @@ impl<R: CryptoRng> Engine<R> {
             self.circuit_built(id, now);
             return;
         }
+        if self.relay_info_wanted(id, n) {
+            let deadline = self.hop_deadline(n.saturating_add(1), now);
+            if let Some(c) = self.circs.get_mut(&id) {
+                c.hop_started = now;
+                c.hop_deadline = Some(deadline);
+            }
+            self.relay_info_start(id, n, now);
+            return;
+        }
+        let Some(c) = self.circs.get_mut(&id) else {
+            return;
+        };
+        let CircState::Live(client) = &mut c.state else {
+            return;
+        };
         let Some(hop) = c.path.get(n) else {
             return;
         };
@@ -1461,20 +1484,23 @@ impl<R: CryptoRng> Engine<R> {
         self.seed_circuit_gone(id, why);
     }
 
+    /// Hop `hop` of circuit `id` was added: record its time, go on.
+    fn hop_added(&mut self, id: u64, hop: crate::crypto::relay::HopNum, now: NowMs) {
+        if let Some(c) = self.circs.get(&id) {
+            let elapsed = now.saturating_sub(c.started);
+            self.estimator.record(
+                usize::from(hop.get()),
+                u32::try_from(elapsed).unwrap_or(u32::MAX),
+            );
+        }
+        self.extend_next(id, now);
+    }
+
     /// Events from a live circuit.
     fn on_client_events(&mut self, id: u64, events: Vec<ClientEvent>, now: NowMs) {
         for ev in events {
             match ev {
-                ClientEvent::HopAdded { hop } => {
-                    if let Some(c) = self.circs.get(&id) {
-                        let elapsed = now.saturating_sub(c.started);
-                        self.estimator.record(
-                            usize::from(hop.get()),
-                            u32::try_from(elapsed).unwrap_or(u32::MAX),
-                        );
-                    }
-                    self.extend_next(id, now);
-                }
+                ClientEvent::HopAdded { hop } => self.hop_added(id, hop, now),
                 ClientEvent::Truncated { hops, .. } => {
                     let why = format!("truncated after hop {hops}");
                     self.teardown(id, now, &why, true);
@@ -1501,6 +1527,10 @@ impl<R: CryptoRng> Engine<R> {
                         self.after_user_stream_left(id, now);
                     }
                 }
+                ClientEvent::SeedMessage {
+                    msg: onion_cell::relaycell::RelayMsg::Info(info),
+                    ..
+                } => self.relay_info_answer(id, &info, now),
                 ClientEvent::SeedMessage { stream, msg } => self.seed_message(id, stream, msg),
                 ClientEvent::CircuitClosed { reason } => {
                     let why = match reason {

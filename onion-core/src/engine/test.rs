@@ -32,6 +32,9 @@ use crate::testing::seeded_rng;
 /// The seed's iAnonym mode ([`Engine::associate`]).
 mod seed;
 
+/// The seed's RELAY_INFO ([`EngineConfig::use_relay_info`]).
+mod relay_info;
+
 /// The tests' start time, milliseconds (the relays' certificates are made at `NOW`).
 const T0: u64 = NOW * 1000 + 5_000;
 

@@ -25,7 +25,7 @@ fn cid(net: &Net) -> Option<(ConnId, CircId, String)> {
 }
 
 /// The OR (hop 1 of CID) sends `msg` on stream `sid`.
-fn or_send(net: &mut Net, sid: u16, msg: RelayMsg) {
+pub(super) fn or_send(net: &mut Net, sid: u16, msg: RelayMsg) {
     let (conn, circ, _) = cid(net).expect("no CID");
     let mut chain = net
         .links

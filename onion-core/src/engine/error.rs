@@ -116,7 +116,9 @@ impl StreamError {
     pub fn socks5_reply(&self) -> u8 {
         match self {
             StreamError::ExitPolicy => 0x02,
-            StreamError::NoRoute => 0x03,
+            // No circuit could be built (bootstrap or every build failed): the network is
+            // unreachable, whether the stream was opened before or after the failure.
+            StreamError::NoRoute | StreamError::NoCircuit(_) => 0x03,
             StreamError::ResolveFailed => 0x04,
             StreamError::ConnectionRefused => 0x05,
             StreamError::Timeout => 0x06,
@@ -161,5 +163,29 @@ fn end_reason_name(r: onion_cell::relaycell::EndReason) -> &'static str {
         13 => "TORPROTOCOL",
         14 => "NOTDIRECTORY",
         _ => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod test {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    #[test]
+    fn socks5_replies() {
+        // A stream waiting while the bootstrap fails and a stream opened after it both say
+        // "network unreachable".
+        assert_eq!(
+            StreamError::NoCircuit("entries failed".into()).socks5_reply(),
+            0x03
+        );
+        assert_eq!(StreamError::NoRoute.socks5_reply(), 0x03);
+        assert_eq!(StreamError::ExitPolicy.socks5_reply(), 0x02);
+        assert_eq!(StreamError::ResolveFailed.socks5_reply(), 0x04);
+        assert_eq!(StreamError::ConnectionRefused.socks5_reply(), 0x05);
+        assert_eq!(StreamError::Timeout.socks5_reply(), 0x06);
+        assert_eq!(StreamError::EngineClosed.socks5_reply(), 0x01);
     }
 }

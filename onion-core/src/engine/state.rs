@@ -1439,9 +1439,26 @@ impl<R: CryptoRng> Engine<R> {
         if let CircState::Live(client) = &mut c.state {
             let _ = client.close();
         }
-        // Streams on it fail.
+        // Streams on it fail, except those still waiting for CONNECTED / RESOLVED within their
+        // deadline: nothing of theirs reached the exit's destination (writes wait for
+        // CONNECTED), so they go back to waiting and are attached to another circuit, as C tor
+        // retries a stream whose circuit died.
         for owner in c.streams.values() {
             if let Owner::User(h) = owner {
+                if let Some(s) = self.streams.get_mut(h)
+                    && matches!(
+                        s.state,
+                        StreamState::Attached {
+                            connected: false,
+                            ..
+                        }
+                    )
+                    && now < s.deadline
+                {
+                    s.state = StreamState::Waiting { circ: None };
+                    s.last_error = Some(why.to_owned());
+                    continue;
+                }
                 self.streams.remove(h);
                 self.events.push_back(Event::StreamEnded {
                     stream: *h,
@@ -1845,6 +1862,29 @@ impl<R: CryptoRng> Engine<R> {
         let owner = self.circs.get_mut(&id).and_then(|c| c.streams.remove(&sid));
         match owner {
             Some(Owner::User(h)) => {
+                // The circuit died before the stream was connected: nothing reached the
+                // destination (writes wait for CONNECTED), so the stream waits for another
+                // circuit until its deadline, as C tor retries it.
+                let circuit_died = matches!(
+                    reason,
+                    StreamEndReason::Truncated(_) | StreamEndReason::CircuitClosed(_)
+                );
+                if circuit_died
+                    && let Some(s) = self.streams.get_mut(&h)
+                    && matches!(
+                        s.state,
+                        StreamState::Attached {
+                            connected: false,
+                            ..
+                        }
+                    )
+                    && now < s.deadline
+                {
+                    s.state = StreamState::Waiting { circ: None };
+                    s.last_error = Some(format!("{reason:?}"));
+                    self.after_user_stream_left(id, now);
+                    return;
+                }
                 let error = match reason {
                     StreamEndReason::Remote { reason, .. } => StreamError::from_end_reason(reason),
                     StreamEndReason::Truncated(r) => {

@@ -1033,6 +1033,40 @@ fn destroyed_circuit_fails_its_stream_and_next_connect_uses_a_new_one() {
 }
 
 #[test]
+fn stream_whose_circuit_dies_before_connected_is_retried_on_another() {
+    let mut net = Net::new(5, 2);
+    let cfg = EngineConfig {
+        pool_size: 1,
+        ..config()
+    };
+    let (mut e, _) = boot(&mut net, cfg, 11);
+    let pool = e.circuits().into_iter().find(|c| c.built).unwrap();
+    let middle = net.relay_by_rsa(pool.path[1].rsa_id.as_bytes()).unwrap();
+    // The BEGIN is on its way when the middle dies and hop 1 destroys the circuit.
+    let s = e.connect(net.now, "example.org", 80, None).unwrap();
+    net.kill_circuits_through(middle);
+    let events = net.pump(&mut e);
+    assert!(
+        events.iter().any(|ev| matches!(ev,
+        Event::CircuitClosed { id, .. } if *id == pool.id)),
+        "{events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|ev| matches!(ev, Event::StreamEnded { stream, .. } if *stream == s)),
+        "the stream is retried, not failed: {events:?}"
+    );
+    assert!(
+        events.contains(&Event::StreamConnected { stream: s }),
+        "{events:?}"
+    );
+    assert_eq!(echo(&mut net, &mut e, s, b"retried"), b"retried");
+    let used = e.circuits().into_iter().find(|c| c.streams == 1).unwrap();
+    assert_ne!(used.id, pool.id);
+}
+
+#[test]
 fn isolation_keys_get_different_circuits() {
     let mut net = Net::new(5, 2);
     let (mut e, _) = boot(&mut net, config(), 6);

@@ -12,7 +12,9 @@ mod native_op_common;
 mod test {
     use std::time::{Duration, Instant};
 
-    use super::native_op_common::{MB, RunningOp, curl_get, relay_nickname, tor_description};
+    use super::native_op_common::{
+        MB, RunningOp, curl_get, relay_nickname, spawn_curl_download, tor_description,
+    };
     use onion_core::engine::{EngineConfig, Transports};
     use onion_tests::http::HttpServer;
     use onion_tests::tornet::TorNet;
@@ -41,20 +43,7 @@ mod test {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("big");
         let url = format!("http://127.0.0.1:{}/bytes/{}", http.addr().port(), 200 * MB);
-        let curl = {
-            let socks = op.socks;
-            let file = file.clone();
-            tokio::task::spawn_blocking(move || {
-                std::process::Command::new("curl")
-                    .args(["-sS", "--max-time", "240", "--socks5-hostname"])
-                    .arg(socks.to_string())
-                    .arg("-o")
-                    .arg(&file)
-                    .arg(url)
-                    .output()
-                    .unwrap()
-            })
-        };
+        let curl = spawn_curl_download(op.socks, url, file.clone());
         let deadline = Instant::now() + Duration::from_secs(60);
         let (middle, fp) = loop {
             assert!(Instant::now() < deadline, "the download did not start");

@@ -20,7 +20,7 @@ mod test {
     use std::net::{Ipv6Addr, SocketAddr};
     use std::time::{Duration, Instant};
 
-    use super::native_op_common::{MB, RunningOp, curl_get};
+    use super::native_op_common::{MB, RunningOp, curl_get, spawn_curl_download};
     use onion_core::engine::EngineConfig;
     use onion_core::handshake::HandshakeKind;
     use onion_tests::http::HttpServer;
@@ -321,20 +321,7 @@ mod test {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("big");
         let url = format!("http://127.0.0.1:{}/bytes/{}", http.addr().port(), 200 * MB);
-        let curl = {
-            let socks = op.socks;
-            let file = file.clone();
-            tokio::task::spawn_blocking(move || {
-                std::process::Command::new("curl")
-                    .args(["-sS", "--max-time", "240", "--socks5-hostname"])
-                    .arg(socks.to_string())
-                    .arg("-o")
-                    .arg(&file)
-                    .arg(url)
-                    .output()
-                    .unwrap()
-            })
-        };
+        let curl = spawn_curl_download(op.socks, url, file.clone());
         // Wait for the transfer to be under way, then stop the middle of its circuit.
         let deadline = Instant::now() + Duration::from_secs(60);
         let middle = loop {

@@ -196,6 +196,25 @@ pub async fn curl_get(
     }
 }
 
+/// Starts `curl --socks5-hostname` downloading `url` through `socks` into `file` in the
+/// background (the failover tests watch the file grow, then cut the circuit).
+pub fn spawn_curl_download(
+    socks: SocketAddr,
+    url: String,
+    file: std::path::PathBuf,
+) -> JoinHandle<std::process::Output> {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "240", "--socks5-hostname"])
+            .arg(socks.to_string())
+            .arg("-o")
+            .arg(&file)
+            .arg(url)
+            .output()
+            .unwrap()
+    })
+}
+
 /// The `onion-op` binary of this build (`target/<profile>/onion-op`), brought up to date
 /// with `cargo build -p onion-op --bin onion-op` (a test run of this crate alone does not
 /// build other packages' binaries), once per test process.
